@@ -1,0 +1,1 @@
+"""Files to rows and vectors: sources, FITS reading, preprocessing, embedders, batch embedding, labels, simulator."""

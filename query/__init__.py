@@ -1,0 +1,1 @@
+"""Reading the store: training, classify, similar, evaluation, export, reports."""
