@@ -1,0 +1,176 @@
+"""Model versions: a fitted post-processor, the reference (labelled) index and the corpus index.
+
+``<store>/models/<version>/`` is written under a temporary name and renamed into place, then ``CURRENT``
+is replaced atomically to name it. Indexes are derived state: they record the ids they hold, and when the
+catalog has committed CCDs a corpus index lacks (an ingest after training), :meth:`Model.corpus_index`
+projects and adds them from the raw embeddings — never the other way round.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vecstore import index as vindex
+from vecstore.errors import NotFoundError, NotTrainedError
+from vecstore.postprocess import PostProcessor
+from vecstore.store import Store
+
+CURRENT = "CURRENT"
+REFERENCE_INDEX = "reference.faiss"
+CORPUS_INDEX = "corpus.faiss"
+REFERENCE_LABELS = "reference_labels.npz"
+SETTINGS = "model.json"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def list_versions(store: Store) -> list[str]:
+    root = store.models_dir()
+    if not root.exists():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def current_version(store: Store) -> str | None:
+    pointer = store.models_dir() / CURRENT
+    return pointer.read_text().strip() if pointer.exists() else None
+
+
+def next_version(store: Store) -> str:
+    numbers = [int(v[1:]) for v in list_versions(store) if v[:1] == "v" and v[1:].isdigit()]
+    return f"v{max(numbers, default=0) + 1:04d}"
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    """The labelled CCDs the classifier votes with: ids, integer labels, class names and weights."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    class_weights: tuple[float, ...]
+
+
+def write_model(
+    store: Store,
+    postprocessor: PostProcessor,
+    reference: ReferenceSet,
+    settings: dict[str, Any],
+    *,
+    reference_spec: str,
+    corpus_spec: str,
+    ef_construction: int = 80,
+) -> str:
+    """Build both indexes from the store's embeddings, write a new version and make it CURRENT."""
+    version = next_version(store)
+    root = store.models_dir()
+    tmp = root / f".tmp-{version}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    postprocessor.save(tmp)
+    _, ref_vectors = store.load_embeddings(reference.ids)
+    vindex.save_index(
+        vindex.build_index(postprocessor.transform(ref_vectors), reference.ids, reference_spec), tmp / REFERENCE_INDEX
+    )
+    np.savez(tmp / REFERENCE_LABELS, ids=reference.ids, labels=reference.labels)
+    corpus_ids, corpus_vectors = store.load_embeddings()
+    corpus = vindex.build_index(
+        postprocessor.transform(corpus_vectors), corpus_ids, corpus_spec, ef_construction=ef_construction
+    )
+    vindex.save_index(corpus, tmp / CORPUS_INDEX)
+    full = {
+        **settings,
+        "version": version,
+        "classes": list(reference.classes),
+        "class_weights": list(reference.class_weights),
+        "reference_index": reference_spec,
+        "corpus_index": corpus_spec,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "provenance": store.meta(),
+    }
+    (tmp / SETTINGS).write_text(json.dumps(full, indent=1, default=str))
+    os.replace(tmp, root / version)
+    _write_atomic(root / CURRENT, version)
+    return version
+
+
+class Model:
+    """A loaded model version. Indexes load lazily; the corpus index catches up with the catalog."""
+
+    def __init__(self, store: Store, version: str):
+        self.store = store
+        self.version = version
+        self.dir = store.models_dir() / version
+        if not (self.dir / SETTINGS).exists():
+            raise NotFoundError(f"store {store.path} has no model version {version!r}")
+        self.settings: dict[str, Any] = json.loads((self.dir / SETTINGS).read_text())
+        self.postprocessor = PostProcessor.load(self.dir)
+        self._reference = None
+        self._corpus = None
+
+    @classmethod
+    def current(cls, store: Store) -> Model:
+        version = current_version(store)
+        if version is None:
+            raise NotTrainedError(f"store {store.path} has no trained model; run `vec train` first")
+        return cls(store, version)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.settings["classes"])
+
+    @property
+    def class_weights(self) -> np.ndarray:
+        return np.asarray(self.settings["class_weights"], dtype=np.float64)
+
+    def reference_index(self):
+        if self._reference is None:
+            self._reference = vindex.load_index(self.dir / REFERENCE_INDEX)
+        return self._reference
+
+    def reference_labels(self) -> tuple[np.ndarray, np.ndarray]:
+        with np.load(self.dir / REFERENCE_LABELS, allow_pickle=False) as arrays:
+            return arrays["ids"], arrays["labels"]
+
+    def corpus_index(self, ef_search: int = 128):
+        """The corpus index with every committed CCD, adding what ingests committed since it was saved."""
+        if self._corpus is None:
+            self._corpus = vindex.load_index(self.dir / CORPUS_INDEX)
+            self.catch_up()
+        vindex.set_search_params(self._corpus, ef_search)
+        return self._corpus
+
+    def catch_up(self) -> int:
+        """Project and add committed CCDs the corpus index lacks; returns how many were added."""
+        have = vindex.index_ids(self._corpus)
+        missing = np.setdiff1d(self.store.committed_ids(), have, assume_unique=True)
+        if len(missing):
+            ids, vectors = self.store.load_embeddings(missing)
+            vindex.add_vectors(self._corpus, self.postprocessor.transform(vectors), ids)
+        return int(len(missing))
+
+    def add_to_corpus(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add freshly committed raw vectors (an ingest after training) so search sees them at once."""
+        index = self.corpus_index()
+        new = ~np.isin(ids, vindex.index_ids(index))
+        if new.any():
+            vindex.add_vectors(index, self.postprocessor.transform(vectors[new]), ids[new])
+
+    def save_corpus(self) -> None:
+        if self._corpus is not None:
+            vindex.save_index(self._corpus, self.dir / CORPUS_INDEX)

@@ -1,0 +1,122 @@
+"""The post-processor: MinMaxScaler -> PCA -> VarianceThreshold, as plain arrays.
+
+The paper's HPO chose MinMaxScaler, PCA(15) and VarianceThreshold(0.001). vec fits those with
+scikit-learn, then keeps only their fitted arrays (``.npz`` read with ``allow_pickle=False``), so a stored
+model never executes code on load and applying it is a few numpy operations.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vecstore.errors import VecError
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class PostProcessor:
+    scale: np.ndarray  # MinMaxScaler: x * scale + offset maps the fit range to [0, 1]
+    offset: np.ndarray
+    pca_mean: np.ndarray
+    pca_components: np.ndarray  # (n_components, dim)
+    keep: np.ndarray  # VarianceThreshold's boolean mask over the PCA components
+    n_components: int
+    variance_threshold: float
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.scale.shape[0])
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.keep.sum())
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Raw embeddings (n, dim) -> post-processed vectors (n, output_dim) float32."""
+        x = np.asarray(vectors, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            raise VecError(f"post-processor expects (n, {self.input_dim}) vectors, got {x.shape}")
+        scaled = x * self.scale + self.offset
+        projected = (scaled - self.pca_mean) @ self.pca_components.T
+        return np.ascontiguousarray(projected[:, self.keep], dtype=np.float32)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            directory / "postprocess.npz",
+            scale=self.scale, offset=self.offset, pca_mean=self.pca_mean,
+            pca_components=self.pca_components, keep=self.keep,
+        )
+        settings = {
+            "format": FORMAT_VERSION, "steps": ["MinMaxScaler", "PCA", "VarianceThreshold"],
+            "n_components": self.n_components, "variance_threshold": self.variance_threshold,
+            "input_dim": self.input_dim, "output_dim": self.output_dim,
+        }
+        (directory / "postprocess.json").write_text(json.dumps(settings, indent=1))
+
+    @classmethod
+    def load(cls, directory: Path) -> PostProcessor:
+        settings = json.loads((directory / "postprocess.json").read_text())
+        if settings.get("format") != FORMAT_VERSION:
+            raise VecError(f"{directory}: post-processor format {settings.get('format')} is not supported")
+        with np.load(directory / "postprocess.npz", allow_pickle=False) as arrays:
+            return cls(
+                scale=arrays["scale"], offset=arrays["offset"], pca_mean=arrays["pca_mean"],
+                pca_components=arrays["pca_components"], keep=arrays["keep"].astype(bool),
+                n_components=int(settings["n_components"]),
+                variance_threshold=float(settings["variance_threshold"]),
+            )
+
+
+def sklearn_pipeline(n_components: int = 15, variance_threshold: float = 0.001, seed: int = 0):
+    """The scikit-learn pipeline the paper used; vec fits it and keeps the arrays."""
+    from sklearn.decomposition import PCA
+    from sklearn.feature_selection import VarianceThreshold
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    return Pipeline(
+        [
+            ("scaler", MinMaxScaler()),
+            # "full" SVD: deterministic, unlike the randomized solver sklearn picks for large inputs.
+            ("pca", PCA(n_components=n_components, svd_solver="full", random_state=seed)),
+            ("threshold", VarianceThreshold(variance_threshold)),
+        ]
+    )
+
+
+def from_sklearn(pipeline) -> PostProcessor:
+    """Extract the fitted arrays of a fitted :func:`sklearn_pipeline`."""
+    scaler, pca, threshold = (pipeline.named_steps[k] for k in ("scaler", "pca", "threshold"))
+    if getattr(pca, "whiten", False):
+        raise VecError("whitened PCA is not supported by the stored post-processor")
+    return PostProcessor(
+        scale=scaler.scale_.astype(np.float64), offset=scaler.min_.astype(np.float64),
+        pca_mean=pca.mean_.astype(np.float64), pca_components=pca.components_.astype(np.float64),
+        keep=threshold.get_support(), n_components=int(pca.n_components_),
+        variance_threshold=float(threshold.threshold),
+    )
+
+
+def fit_postprocessor(
+    vectors: np.ndarray, n_components: int = 15, variance_threshold: float = 0.001
+) -> PostProcessor:
+    """Fit on the training embeddings (n, dim). Fewer samples than components is an error."""
+    x = np.asarray(vectors, dtype=np.float64)
+    if len(x) <= n_components or x.shape[1] < n_components:
+        raise VecError(
+            f"cannot fit PCA({n_components}) on {x.shape[0]} vectors of dimension {x.shape[1]}: "
+            f"need more than {n_components} of each"
+        )
+    pipeline = sklearn_pipeline(n_components, variance_threshold).fit(x)
+    processor = from_sklearn(pipeline)
+    if processor.output_dim == 0:
+        raise VecError(
+            f"VarianceThreshold({variance_threshold}) removed every PCA component; lower the threshold"
+        )
+    return processor
