@@ -81,8 +81,17 @@ CREATE TABLE IF NOT EXISTS exposure_predictions (
 """
 
 TABLES = (
-    "store_meta", "exposures", "ccds", "embedding_parts", "labels", "failures", "runs", "models",
-    "splits", "ccd_predictions", "exposure_predictions",
+    "store_meta",
+    "exposures",
+    "ccds",
+    "embedding_parts",
+    "labels",
+    "failures",
+    "runs",
+    "models",
+    "splits",
+    "ccd_predictions",
+    "exposure_predictions",
 )
 
 _LOCK_MESSAGES = ("lock", "Conflicting lock", "being used by another")
@@ -113,7 +122,9 @@ def connect(path: Path, *, read_only: bool, timeout_s: float = 30.0) -> duckdb.D
 
 
 @contextlib.contextmanager
-def open_catalog(path: Path, *, read_only: bool, timeout_s: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_catalog(
+    path: Path, *, read_only: bool, timeout_s: float = 30.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
     con = connect(path, read_only=read_only, timeout_s=timeout_s)
     try:
         yield con
@@ -139,9 +150,11 @@ def create_schema(path: Path) -> None:
         con.execute(SCHEMA)
 
 
-
 def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
-    """Run ``sql`` and return an Arrow table (the relational API avoids a copy; names differ across DuckDB 1/2)."""
+    """Run ``sql`` and return an Arrow table, or None for a statement without a result set.
+
+    The relational API avoids a copy; its method name differs between DuckDB 1.x and 2.x.
+    """
     relation = con.sql(sql, params=params or None)
     if relation is None:  # a statement without a result set
         return None

@@ -10,7 +10,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import click
 import typer
@@ -42,7 +41,7 @@ app = typer.Typer(
 
 
 class _Context:
-    def __init__(self, store: Path, config_path: Optional[Path]):
+    def __init__(self, store: Path, config_path: Path | None):
         self.store = store
         self.config_path = config_path
 
@@ -55,10 +54,16 @@ class _Context:
 def _root(
     ctx: typer.Context,
     store: Path = typer.Option(
-        None, "--store", "-s", help="Store directory. Default: $VEC_STORE, else ./vecstore.", show_default=False
+        None,
+        "--store",
+        "-s",
+        help="Store directory. Default: $VEC_STORE, else ./vecstore.",
+        show_default=False,
     ),
-    config: Optional[Path] = typer.Option(
-        None, "--config", help="TOML file overlaying configs/default.toml (unknown keys are errors).",
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="TOML file overlaying configs/default.toml (unknown keys are errors).",
         envvar="VEC_CONFIG",
     ),
 ) -> None:
@@ -101,7 +106,7 @@ def sql(
     ctx: typer.Context,
     query: str = typer.Argument(..., help="SQL over the catalog tables (exposures, ccds, labels, ...)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table | csv | json | parquet"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file (needed for parquet)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file (needed for parquet)."),
     write: bool = typer.Option(False, "--write", help="Allow statements that change the store."),
 ) -> None:
     """Run SQL (DuckDB) over the store's catalog. Read-only unless --write."""

@@ -7,10 +7,11 @@ an unknown section or key is an error (a typo must not silently fall back to a d
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from vecstore.errors import ConfigError
 
@@ -114,7 +115,8 @@ def _overlay_section(section: Any, values: dict[str, Any], name: str, source: st
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown} in [{name}]; valid keys: {sorted(known)}")
     updates = {
-        key: _coerce(value, getattr(section, key), f"{source}: [{name}] {key}") for key, value in values.items()
+        key: _coerce(value, getattr(section, key), f"{source}: [{name}] {key}")
+        for key, value in values.items()
     }
     return replace(section, **updates)
 

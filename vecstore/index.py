@@ -67,11 +67,14 @@ def _hnsw_of(index: faiss.Index):
     return getattr(inner, "hnsw", None)
 
 
-def set_search_params(index: faiss.Index, ef_search: int) -> None:
-    inner = index.index if isinstance(index, faiss.IndexIDMap2) else index
-    hnsw = _hnsw_of(inner)
+def set_search_params(index: faiss.Index, ef_search: int = 128, nprobe: int | None = None) -> None:
+    """Search breadth: ``efSearch`` for HNSW, ``nprobe`` (lists visited) for IVF."""
+    inner = faiss.downcast_index(index.index if isinstance(index, faiss.IndexIDMap2) else index)
+    hnsw = getattr(inner, "hnsw", None)
     if hnsw is not None:
         hnsw.efSearch = ef_search
+    if nprobe is not None and hasattr(inner, "nprobe"):
+        inner.nprobe = nprobe
 
 
 def add_vectors(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> None:

@@ -17,9 +17,12 @@ def store_info(store: Store, *, verify: bool = False) -> dict[str, Any]:
         "created_at": meta.get("created_at"),
         "provenance": store.provenance().as_meta() if store.provenance() else None,
         "counts": {
-            "exposures": counts["exposures"], "ccds_embedded": counts["ccds"],
-            "embedding_parts": counts["embedding_parts"], "labels": counts["labels"],
-            "failures": counts["failures"], "runs": counts["runs"],
+            "exposures": counts["exposures"],
+            "ccds_embedded": counts["ccds"],
+            "embedding_parts": counts["embedding_parts"],
+            "labels": counts["labels"],
+            "failures": counts["failures"],
+            "runs": counts["runs"],
             "ccd_predictions": counts["ccd_predictions"],
         },
         "models": {"current": models.current_version(store), "versions": models.list_versions(store)},
@@ -34,8 +37,13 @@ def format_info(info: dict[str, Any]) -> str:
     lines = [f"store       {info['store']}  (vec {info['vec_version']}, created {info['created_at']})"]
     prov = info["provenance"]
     lines.append(
-        "embedder    " + (f"{prov['embedder']}  preset {prov['preset']}  dim {prov['dim']}  "
-                          f"weights sha256 {prov['weights_sha256'][:16] or '-'}" if prov else "(no vectors yet)")
+        "embedder    "
+        + (
+            f"{prov['embedder']}  preset {prov['preset']}  dim {prov['dim']}  "
+            f"weights sha256 {prov['weights_sha256'][:16] or '-'}"
+            if prov
+            else "(no vectors yet)"
+        )
     )
     lines += [f"{name:<16}{value:>12,}" for name, value in info["counts"].items()]
     m = info["models"]
@@ -43,7 +51,9 @@ def format_info(info: dict[str, Any]) -> str:
     disk = info["disk_bytes"]
     lines.append("disk        " + "  ".join(f"{k} {_human(v)}" for k, v in disk.items()))
     if "verified" in info:
-        lines.append(f"verified    {info['verified']['vectors']:,} vectors == {info['verified']['ccds']:,} CCDs")
+        lines.append(
+            f"verified    {info['verified']['vectors']:,} vectors == {info['verified']['ccds']:,} CCDs"
+        )
     return "\n".join(lines)
 
 

@@ -85,7 +85,8 @@ def write_model(
     postprocessor.save(tmp)
     _, ref_vectors = store.load_embeddings(reference.ids)
     vindex.save_index(
-        vindex.build_index(postprocessor.transform(ref_vectors), reference.ids, reference_spec), tmp / REFERENCE_INDEX
+        vindex.build_index(postprocessor.transform(ref_vectors), reference.ids, reference_spec),
+        tmp / REFERENCE_INDEX,
     )
     np.savez(tmp / REFERENCE_LABELS, ids=reference.ids, labels=reference.labels)
     corpus_ids, corpus_vectors = store.load_embeddings()

@@ -49,13 +49,19 @@ class PostProcessor:
         directory.mkdir(parents=True, exist_ok=True)
         np.savez(
             directory / "postprocess.npz",
-            scale=self.scale, offset=self.offset, pca_mean=self.pca_mean,
-            pca_components=self.pca_components, keep=self.keep,
+            scale=self.scale,
+            offset=self.offset,
+            pca_mean=self.pca_mean,
+            pca_components=self.pca_components,
+            keep=self.keep,
         )
         settings = {
-            "format": FORMAT_VERSION, "steps": ["MinMaxScaler", "PCA", "VarianceThreshold"],
-            "n_components": self.n_components, "variance_threshold": self.variance_threshold,
-            "input_dim": self.input_dim, "output_dim": self.output_dim,
+            "format": FORMAT_VERSION,
+            "steps": ["MinMaxScaler", "PCA", "VarianceThreshold"],
+            "n_components": self.n_components,
+            "variance_threshold": self.variance_threshold,
+            "input_dim": self.input_dim,
+            "output_dim": self.output_dim,
         }
         (directory / "postprocess.json").write_text(json.dumps(settings, indent=1))
 
@@ -66,8 +72,11 @@ class PostProcessor:
             raise VecError(f"{directory}: post-processor format {settings.get('format')} is not supported")
         with np.load(directory / "postprocess.npz", allow_pickle=False) as arrays:
             return cls(
-                scale=arrays["scale"], offset=arrays["offset"], pca_mean=arrays["pca_mean"],
-                pca_components=arrays["pca_components"], keep=arrays["keep"].astype(bool),
+                scale=arrays["scale"],
+                offset=arrays["offset"],
+                pca_mean=arrays["pca_mean"],
+                pca_components=arrays["pca_components"],
+                keep=arrays["keep"].astype(bool),
                 n_components=int(settings["n_components"]),
                 variance_threshold=float(settings["variance_threshold"]),
             )
@@ -96,9 +105,12 @@ def from_sklearn(pipeline) -> PostProcessor:
     if getattr(pca, "whiten", False):
         raise VecError("whitened PCA is not supported by the stored post-processor")
     return PostProcessor(
-        scale=scaler.scale_.astype(np.float64), offset=scaler.min_.astype(np.float64),
-        pca_mean=pca.mean_.astype(np.float64), pca_components=pca.components_.astype(np.float64),
-        keep=threshold.get_support(), n_components=int(pca.n_components_),
+        scale=scaler.scale_.astype(np.float64),
+        offset=scaler.min_.astype(np.float64),
+        pca_mean=pca.mean_.astype(np.float64),
+        pca_components=pca.components_.astype(np.float64),
+        keep=threshold.get_support(),
+        n_components=int(pca.n_components_),
         variance_threshold=float(threshold.threshold),
     )
 

@@ -51,8 +51,10 @@ def format_table(table: pa.Table, max_width: int = 40) -> str:
     widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
     line = "  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(r, widths, strict=True))
-            for r in rows]
+    out += [
+        "  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(r, widths, strict=True))
+        for r in rows
+    ]
     out.append(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})")
     return "\n".join(out)
 

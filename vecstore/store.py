@@ -28,13 +28,34 @@ from vecstore.errors import NotAStoreError, StoreLockedError, VecError
 from vecstore.provenance import Provenance, check_compatible
 
 CCD_COLUMNS = (
-    "ccd_id", "expnum", "ccdname", "ccdnum", "filter", "exptime", "mjd_obs", "airmass", "plver",
-    "ra", "dec", "path", "hdu", "release", "ccd_cuts", "ebv",
+    "ccd_id",
+    "expnum",
+    "ccdname",
+    "ccdnum",
+    "filter",
+    "exptime",
+    "mjd_obs",
+    "airmass",
+    "plver",
+    "ra",
+    "dec",
+    "path",
+    "hdu",
+    "release",
+    "ccd_cuts",
+    "ebv",
 )
 _CCD_TYPES = {
-    "ccd_id": pa.int64(), "expnum": pa.int64(), "ccdnum": pa.int32(), "exptime": pa.float64(),
-    "mjd_obs": pa.float64(), "airmass": pa.float64(), "ra": pa.float64(), "dec": pa.float64(),
-    "ccd_cuts": pa.int64(), "ebv": pa.float64(),
+    "ccd_id": pa.int64(),
+    "expnum": pa.int64(),
+    "ccdnum": pa.int32(),
+    "exptime": pa.float64(),
+    "mjd_obs": pa.float64(),
+    "airmass": pa.float64(),
+    "ra": pa.float64(),
+    "dec": pa.float64(),
+    "ccd_cuts": pa.int64(),
+    "ebv": pa.float64(),
 }
 WRITER_LOCK = "writer.lock"
 STORE_MARKER = "store_meta"
@@ -73,6 +94,7 @@ class Store:
         self.parts_dir = self.path / parts.PARTS_DIR
         self._lock_handle = None
         self._committed: set[int] | None = None
+        self._last_part_id: int | None = None
 
     # ----------------------------------------------------------------- opening and closing
     @classmethod
@@ -126,7 +148,7 @@ class Store:
         return self.config.store.lock_timeout_s
 
     def _acquire_writer_lock(self) -> None:
-        handle = open(self.path / WRITER_LOCK, "a+")
+        handle = open(self.path / WRITER_LOCK, "a+")  # noqa: SIM115 - held open for the store's lifetime
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -251,7 +273,7 @@ class Store:
         ids, vectors = ids[keep], vectors[keep]
         dtype = self.config.store.embedding_dtype
         self.parts_dir.mkdir(exist_ok=True)
-        part_id = int(self.scalar("SELECT coalesce(max(part_id), 0) + 1 FROM embedding_parts"))
+        part_id = self._next_part_id()
         name = parts.part_file_name(part_id)
         parts.write_part(self.parts_dir, name, ids, vectors, dtype)
         table = ccd_rows_table(rows)
@@ -274,6 +296,13 @@ class Store:
             con.unregister("batch")
         committed.update(ids.tolist())
         return CommitResult(part_id, len(ids), n_skipped)
+
+    def _next_part_id(self) -> int:
+        # Only the lock-holding writer allocates part ids, so a counter read once is enough.
+        if self._last_part_id is None:
+            self._last_part_id = int(self.scalar("SELECT coalesce(max(part_id), 0) FROM embedding_parts"))
+        self._last_part_id += 1
+        return self._last_part_id
 
     def committed_parts(self) -> list[tuple[int, str, int]]:
         table = self.query("SELECT part_id, file, n_rows FROM embedding_parts ORDER BY part_id")
@@ -322,15 +351,21 @@ class Store:
                     [_now(), *missing],
                 )
                 for table in ("ccds", "embedding_parts"):
-                    con.execute(f"DELETE FROM {table} WHERE part_id IN ({', '.join('?' * len(missing))})",
-                                missing)
+                    con.execute(
+                        f"DELETE FROM {table} WHERE part_id IN ({', '.join('?' * len(missing))})", missing
+                    )
         self._committed = None
+        self._last_part_id = None
         return {"orphans_removed": removed, "parts_missing": len(missing)}
 
     def check_invariants(self) -> None:
         """Vector count == catalog count: every committed CCD is in exactly one committed part."""
-        n_vectors = self.scalar("SELECT coalesce(sum(n_rows), 0) FROM embedding_parts")
-        n_ccds = self.scalar("SELECT count(*) FROM ccds")
+        # One statement, so both counts come from the same snapshot while a writer commits.
+        row = self.query(
+            "SELECT (SELECT coalesce(sum(n_rows), 0) FROM embedding_parts) AS v, "
+            "(SELECT count(*) FROM ccds) AS c"
+        ).to_pylist()[0]
+        n_vectors, n_ccds = row["v"], row["c"]
         if n_vectors != n_ccds:
             raise VecError(
                 f"store {self.path} is inconsistent: {n_vectors} vectors in committed parts but {n_ccds} "

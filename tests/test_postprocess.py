@@ -1,0 +1,62 @@
+"""The stored post-processor equals scikit-learn's fitted pipeline and loads without pickle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vecstore.errors import VecError
+from vecstore.postprocess import PostProcessor, fit_postprocessor, sklearn_pipeline
+
+
+@pytest.fixture(scope="module")
+def embeddings():
+    rng = np.random.default_rng(3)
+    # correlated, anisotropic, with one constant column (MinMaxScaler's zero-range case)
+    base = rng.standard_normal((600, 40)) @ rng.standard_normal((40, 768)) * 0.1
+    base[:, 5] = 2.5
+    return base.astype(np.float32), (rng.standard_normal((100, 40)) @ rng.standard_normal((40, 768))).astype(
+        np.float32
+    )
+
+
+def test_transform_equals_sklearn_pipeline(embeddings):
+    train, query = embeddings
+    processor = fit_postprocessor(train, 15, 0.001)
+    reference = sklearn_pipeline(15, 0.001).fit(train.astype(np.float64))
+    np.testing.assert_allclose(
+        processor.transform(query), reference.transform(query.astype(np.float64)), atol=1e-6, rtol=0
+    )
+    np.testing.assert_allclose(
+        processor.transform(train), reference.transform(train.astype(np.float64)), atol=1e-6, rtol=0
+    )
+
+
+def test_variance_threshold_drops_components(embeddings):
+    train, _ = embeddings
+    variances = np.sort(fit_postprocessor(train, 15, 0.0).transform(train).astype(np.float64).var(axis=0))
+    threshold = float((variances[6] + variances[7]) / 2)  # between the 7th and 8th smallest variance
+    processor = fit_postprocessor(train, 15, threshold)
+    assert processor.output_dim == 8
+    assert processor.transform(train).shape == (len(train), processor.output_dim)
+
+
+def test_save_load_roundtrip_without_pickle(tmp_path, embeddings):
+    train, query = embeddings
+    processor = fit_postprocessor(train)
+    processor.save(tmp_path / "m")
+    with np.load(tmp_path / "m" / "postprocess.npz", allow_pickle=False) as arrays:
+        assert all(arrays[k].dtype != object for k in arrays.files)
+    loaded = PostProcessor.load(tmp_path / "m")
+    assert loaded.transform(query).tobytes() == processor.transform(query).tobytes()
+
+
+def test_too_few_vectors_is_a_clear_error():
+    with pytest.raises(VecError, match="cannot fit PCA"):
+        fit_postprocessor(np.random.rand(10, 768))
+
+
+def test_wrong_dimension_is_refused(embeddings):
+    processor = fit_postprocessor(embeddings[0])
+    with pytest.raises(VecError, match="expects"):
+        processor.transform(np.zeros((2, 64)))
