@@ -1,1 +1,1 @@
-"""Files to rows and vectors: sources, FITS reading, preprocessing, embedders, batch embedding, labels, simulator."""
+"""Files to rows and vectors: sources, FITS, preprocessing, embedders, batch embedding, labels, simulator."""

@@ -78,6 +78,13 @@ CREATE TABLE IF NOT EXISTS exposure_predictions (
     n_bad INTEGER, n_ccds INTEGER, mean_prob DOUBLE,
     PRIMARY KEY (run_id, expnum)
 );
+-- Each ingested CCD with each usable label that applies to it: an exposure-level label applies to every
+-- CCD of the exposure, a CCD-level one to its CCD. Unmapped (NULL) and 'ignore' labels are left out.
+CREATE VIEW IF NOT EXISTS ccd_labels AS
+SELECT c.ccd_id, c.expnum, c.ccdname, l.category, l.source, l.level, l.raw_reason
+FROM ccds c JOIN labels l
+  ON l.expnum = c.expnum AND (l.level = 'exposure' OR l.ccdnum = c.ccdnum)
+WHERE l.category IS NOT NULL AND l.category <> 'ignore';
 """
 
 TABLES = (

@@ -122,6 +122,54 @@ def sql(
         typer.echo(text)
 
 
+labels_app = typer.Typer(
+    cls=_VecGroup, help="Import label lists and summarise them.", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("import")
+def labels_import(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(..., help="Label files or DELVE directories."),
+    source: str | None = typer.Option(
+        None, "--source", help="decals-badexp | delve | des-fits | ccd-cuts (detected when unambiguous)."
+    ),
+    categories: Path | None = typer.Option(
+        None, "--categories", help="Rules file (configs/categories.toml)."
+    ),
+) -> None:
+    """Import legacypipe bad_expid lists, DELVE/DES exclude lists or survey-ccds ccd_cuts as labels."""
+    from ingest.categories import CategoryRules
+    from ingest.label_import import import_labels
+    from vecstore.store import Store
+
+    obj = _obj(ctx)
+    rules = CategoryRules.load(categories)
+    with Store.open(obj.store, writable=True, config=obj.config) as store:
+        for path in paths:
+            result = import_labels(store, path, source, rules)
+            typer.echo(
+                f"{path}: {result.n_records:,} labels ({result.source}), {result.n_added:,} new, "
+                f"{result.n_ignored:,} ignored by rule, {sum(n for *_, n in result.unmapped):,} unmapped"
+            )
+            for warning in result.warnings[:20]:
+                typer.echo(f"  warning: {warning}", err=True)
+            if len(result.warnings) > 20:
+                typer.echo(f"  ... and {len(result.warnings) - 20} more warnings", err=True)
+
+
+@labels_app.command("summary")
+def labels_summary(ctx: typer.Context) -> None:
+    """CCDs per category and source (the paper's Table 2) and the reasons no rule maps."""
+    from query.labels import format_summary, labels_summary
+    from vecstore.store import Store
+
+    obj = _obj(ctx)
+    with Store.open(obj.store, config=obj.config) as store:
+        typer.echo(format_summary(labels_summary(store)))
+
+
 def main() -> None:
     app(prog_name="vec")
 

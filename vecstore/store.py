@@ -177,8 +177,8 @@ class Store:
 
     def scalar(self, sql: str, params: list | None = None) -> Any:
         with catalog.open_catalog(self.catalog_path, read_only=True, timeout_s=self._timeout) as con:
-            row = con.execute(sql, params or []).fetchone()
-        return None if row is None else row[0]
+            rows = con.execute(sql, params or []).fetchall()
+        return rows[0][0] if rows else None
 
     def transaction(self):
         self._require_writable()
@@ -214,7 +214,7 @@ class Store:
     # ----------------------------------------------------------------- runs and failures
     def start_run(self, command: str, args: dict[str, Any]) -> int:
         with self.transaction() as con:
-            run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0]
+            run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchall()[0][0]
             con.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, NULL, 'running', NULL)",
                 [run_id, command, json.dumps(args, default=str), _now()],
@@ -385,7 +385,7 @@ class Store:
     # ----------------------------------------------------------------- summary
     def counts(self) -> dict[str, int]:
         with catalog.open_catalog(self.catalog_path, read_only=True, timeout_s=self._timeout) as con:
-            return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in catalog.TABLES}
+            return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in catalog.TABLES}
 
     def disk_usage(self) -> dict[str, int]:
         def size(p: Path) -> int:

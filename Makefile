@@ -1,0 +1,23 @@
+# The two set-up commands of the README:  `make demo`  and  `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test lint bench
+
+$(VENV)/.installed: pyproject.toml scripts/install.sh
+	VENV=$(VENV) bash scripts/install.sh
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed  ## vec's main job on the embedded default store with simulated DECam data
+	$(VENV)/bin/vec --store demo-store demo
+
+test: $(VENV)/.installed  ## the test suite (what CI runs)
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+bench: $(VENV)/.installed
+	$(PY) bench/run_all.py
