@@ -45,8 +45,10 @@ _REASON_BY_STEM = {
     "noise": "Noise",
     "readout": "Readout",
 }
-_BAD_CCD_STEM = re.compile(r"^ccd\d+$")
 _YEAR_SUFFIX = re.compile(r"-y\d+$", re.IGNORECASE)
+# A list's name is <reason>[-<tag>].txt; the tag is a year (-y4) in DELVE's repository, but other surveys
+# and simulations use other tags (-sim, -dr3), so a known reason is recognised as the name's prefix.
+_BAD_CCD_PREFIX = re.compile(r"^ccd\d+(-|$)")
 
 _PROBLEM_LINE = re.compile(r"^(?P<nite>\d{8})\s+(?P<expnum>\d+)(?:\s+(?P<problem>.*?))?\s*$")
 
@@ -115,11 +117,13 @@ def delve_counts(records) -> tuple[int, int, int]:
 
 def reason_for_file(file: Path) -> str:
     """The reason a CCD-list file gives all its lines, from its name (``noise-y6.txt`` -> ``Noise``)."""
-    stem = _YEAR_SUFFIX.sub("", file.stem.lower())
-    if stem in _REASON_BY_STEM:
-        return _REASON_BY_STEM[stem]
-    if _BAD_CCD_STEM.match(stem):
+    name = file.stem.lower()
+    for reason_stem, reason in _REASON_BY_STEM.items():
+        if name == reason_stem or name.startswith(reason_stem + "-"):
+            return reason
+    if _BAD_CCD_PREFIX.match(name):
         return "Bad CCD"
+    stem = _YEAR_SUFFIX.sub("", name)
     return stem.replace("-", " ").replace("_", " ").strip().title() or file.stem
 
 

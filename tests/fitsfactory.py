@@ -22,7 +22,7 @@ import fitsio
 import numpy as np
 import pytest
 
-from ingest.decam import CCDNUM_BY_NAME
+from ingest.decam import CCDNUM_BY_NAME, ccdnum_for
 
 # FILTER keyword of CP headers, by band; other bands get "<band> DECam".
 DECAM_FILTER_KEYWORDS = {
@@ -281,3 +281,50 @@ def call_without_root(function: Callable[..., Any], *args: Any) -> Any:
     if not ok:
         raise value
     return value
+
+
+def build_mixed_directory(root: Path) -> tuple[set[int], dict[str, str]]:
+    """Good exposures and one of each kind of bad file; returns good ccd_ids and {bad file: reason words}."""
+    good_ids = set()
+    for expnum, names, compress, name in [
+        (610001, ["N4", "S4"], "rice", "c4d_1_ooi_r_v1.fits.fz"),
+        (610002, ["N1", "N2", "N3"], None, "c4d_2_ooi_g_v1.fits"),
+        (610003, ["S31"], "rice", "sub.fits/c4d_3_ooi_z_v1.fits.fz"),  # a directory with a FITS name
+    ]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        write_cp_exposure(root / name, expnum, names, compress=compress)
+        good_ids |= {expnum * 100 + ccdnum_for(ccd) for ccd in names}
+    write_cp_exposure(root / "c4d_1_oow_r_v1.fits.fz", 610001, ["N4"])  # skipped, not a failure
+    write_survey_ccds_table(root / "survey-ccds.fits", [{"image_filename": "x.fits", "image_hdu": 1}])
+
+    bad = {}
+    bad[write_zero_byte(root / "zero.fits.fz").name] = "empty file (0 bytes)"
+    whole = write_cp_exposure(root / "whole.tmp", 610009, ["N1", "N2", "N3"], shape=(256, 128))
+    bad[write_truncated(whole, root / "truncated.fits.fz", keep_fraction=0.8).name] = "truncated"
+    whole.unlink()
+    bad[write_not_fits(root / "html.fits.fz").name] = "not a FITS file"
+    write_cp_exposure(root / "noexpnum.fits.fz", 1, ["N4"], header_overrides={"EXPNUM": None})
+    bad["noexpnum.fits.fz"] = "no EXPNUM"
+    nan, zero = np.full((64, 32), np.nan, np.float32), np.zeros((64, 32), np.float32)
+    write_cp_exposure(root / "nan.fits.fz", 610004, ["N4"], pixels={"N4": nan})
+    bad["nan.fits.fz"] = "pixels are NaN"
+    write_cp_exposure(root / "zero-pixels.fits.fz", 610005, ["N4"], pixels={"N4": zero})
+    bad["zero-pixels.fits.fz"] = "all pixels are 0"
+    inf = np.full((64, 32), np.inf, np.float32)
+    inf[0] = 1.0
+    write_cp_exposure(root / "inf.fits", 610006, ["N4"], compress=None, pixels={"N4": inf})
+    bad["inf.fits"] = "of pixels are NaN or inf"
+    write_cp_exposure(
+        root / "cube.fits", 610007, ["N4"], compress=None, pixels={"N4": np.ones((2, 8, 8), "f4")}
+    )
+    bad["cube.fits"] = "3-D image"
+    write_cp_exposure(
+        root / "odd.fits.fz", 610008, ["XX9"], ccd_header_overrides={"XX9": {"CCDNAME": None, "DETPOS": None}}
+    )
+    bad["odd.fits.fz"] = "not a DECam CCD name"
+    shutil.copy(root / "c4d_1_ooi_r_v1.fits.fz", root / "c4d_1_ooi_r_v2.fits.fz")
+    bad["c4d_1_ooi_r_v2.fits.fz"] = "listed twice"
+    locked = write_cp_exposure(root / "locked.fits.fz", 610010, ["N4"])
+    locked.chmod(0)
+    bad["locked.fits.fz"] = "permission denied"
+    return good_ids, bad

@@ -614,3 +614,22 @@ def test_first_matching_rule_wins_and_none_is_unmapped(tmp_path):
     assert rules.categorize(record("decals-badexp", "clouds")) == IGNORE
     assert rules.categorize(record("delve", "Wonky")) is None
     assert unmapped_reasons([record("delve", "Wonky")] * 2, rules) == [("delve", "Wonky", 2)]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("ghost-scatter-y0.txt", "Ghost/Scatter"),
+        ("ghost-scatter-sim.txt", "Ghost/Scatter"),
+        ("ghost-scatter.txt", "Ghost/Scatter"),
+        ("noise-dr3.txt", "Noise"),
+        ("ccd36-sim.txt", "Bad CCD"),
+        ("ccd2-y4.txt", "Bad CCD"),
+        ("streak-y9.txt", "Streak"),
+        ("odd-stuff-y3.txt", "Odd Stuff"),
+    ],
+)
+def test_reason_from_list_file_name_with_any_tag(name, reason):
+    from ingest.labels import reason_for_file
+
+    assert reason_for_file(Path(name)) == reason

@@ -12,17 +12,15 @@ import fitsio
 import numpy as np
 import pytest
 
-from ingest.decam import ALL_CCDNAMES, CCD_SHAPE, ccdnum_for
+from ingest.decam import ALL_CCDNAMES, CCD_SHAPE
 from ingest.reader import CCDTask, read_ccd
 from ingest.sources import SourceFailure, expand_sources
 from tests.fitsfactory import (
+    build_mixed_directory,
     call_without_root,
     world_readable_tempdir,
     write_cp_exposure,
-    write_not_fits,
     write_survey_ccds_table,
-    write_truncated,
-    write_zero_byte,
 )
 from tests.test_reader import CUTOUT_DIR, REAL_OOI_CUTOUTS
 from vecstore.errors import BadInputError
@@ -296,53 +294,6 @@ def test_a_ccd_from_a_table_and_a_directory_keeps_the_table_row(tmp_path):
 # A directory of good and bad files: every bad one is named with its reason, every good CCD still reads
 
 
-def _build_mixed_directory(root: Path) -> tuple[set[int], dict[str, str]]:
-    """Good exposures and one of each kind of bad file; returns good ccd_ids and {bad file: reason words}."""
-    good_ids = set()
-    for expnum, names, compress, name in [
-        (610001, ["N4", "S4"], "rice", "c4d_1_ooi_r_v1.fits.fz"),
-        (610002, ["N1", "N2", "N3"], None, "c4d_2_ooi_g_v1.fits"),
-        (610003, ["S31"], "rice", "sub.fits/c4d_3_ooi_z_v1.fits.fz"),  # a directory with a FITS name
-    ]:
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        write_cp_exposure(root / name, expnum, names, compress=compress)
-        good_ids |= {expnum * 100 + ccdnum_for(ccd) for ccd in names}
-    write_cp_exposure(root / "c4d_1_oow_r_v1.fits.fz", 610001, ["N4"])  # skipped, not a failure
-    write_survey_ccds_table(root / "survey-ccds.fits", [{"image_filename": "x.fits", "image_hdu": 1}])
-
-    bad = {}
-    bad[write_zero_byte(root / "zero.fits.fz").name] = "empty file (0 bytes)"
-    whole = write_cp_exposure(root / "whole.tmp", 610009, ["N1", "N2", "N3"], shape=(256, 128))
-    bad[write_truncated(whole, root / "truncated.fits.fz", keep_fraction=0.8).name] = "truncated"
-    whole.unlink()
-    bad[write_not_fits(root / "html.fits.fz").name] = "not a FITS file"
-    write_cp_exposure(root / "noexpnum.fits.fz", 1, ["N4"], header_overrides={"EXPNUM": None})
-    bad["noexpnum.fits.fz"] = "no EXPNUM"
-    nan, zero = np.full((64, 32), np.nan, np.float32), np.zeros((64, 32), np.float32)
-    write_cp_exposure(root / "nan.fits.fz", 610004, ["N4"], pixels={"N4": nan})
-    bad["nan.fits.fz"] = "pixels are NaN"
-    write_cp_exposure(root / "zero-pixels.fits.fz", 610005, ["N4"], pixels={"N4": zero})
-    bad["zero-pixels.fits.fz"] = "all pixels are 0"
-    inf = np.full((64, 32), np.inf, np.float32)
-    inf[0] = 1.0
-    write_cp_exposure(root / "inf.fits", 610006, ["N4"], compress=None, pixels={"N4": inf})
-    bad["inf.fits"] = "of pixels are NaN or inf"
-    write_cp_exposure(
-        root / "cube.fits", 610007, ["N4"], compress=None, pixels={"N4": np.ones((2, 8, 8), "f4")}
-    )
-    bad["cube.fits"] = "3-D image"
-    write_cp_exposure(
-        root / "odd.fits.fz", 610008, ["XX9"], ccd_header_overrides={"XX9": {"CCDNAME": None, "DETPOS": None}}
-    )
-    bad["odd.fits.fz"] = "not a DECam CCD name"
-    shutil.copy(root / "c4d_1_ooi_r_v1.fits.fz", root / "c4d_1_ooi_r_v2.fits.fz")
-    bad["c4d_1_ooi_r_v2.fits.fz"] = "listed twice"
-    locked = write_cp_exposure(root / "locked.fits.fz", 610010, ["N4"])
-    locked.chmod(0)
-    bad["locked.fits.fz"] = "permission denied"
-    return good_ids, bad
-
-
 def _ingest_directory(root: Path) -> tuple[list[int], list[tuple[str, str | None, str]], list[str]]:
     """What an ingest run does: expand, then read every task; bad CCDs become failure rows."""
     scan = expand_sources([root])
@@ -360,7 +311,7 @@ def test_mixed_directory_names_every_bad_file_and_reads_every_good_ccd():
     with (
         world_readable_tempdir() as root
     ):  # the read runs as "nobody" when we are root, see call_without_root
-        good_ids, bad = _build_mixed_directory(root)
+        good_ids, bad = build_mixed_directory(root)
         read_ids, failures, messages = call_without_root(_ingest_directory, root)
 
     assert good_ids <= set(read_ids)

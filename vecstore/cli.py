@@ -122,6 +122,116 @@ def sql(
         typer.echo(text)
 
 
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    sources: list[Path] = typer.Argument(
+        ...,
+        help="Directories of CP images (*.fits.fz, *.fits), survey-ccds FITS tables, or text lists of files.",
+    ),
+    release: str = typer.Option(..., "--release", help="Release tag stored with every CCD, e.g. dr10."),
+    embedder: str | None = typer.Option(
+        None, "--embedder", help="Registered embedder [config: ingest.embedder]."
+    ),
+    preset: str | None = typer.Option(None, "--preset", help="Preprocess preset (default: the embedder's)."),
+    weights: Path | None = typer.Option(None, "--weights", help="Weights file (Meta's or timm's layout)."),
+    devices: str | None = typer.Option(None, "--devices", help="cpu | cpu:N | cuda | cuda:0,1,..."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="CCDs per forward pass and commit."),
+    workers: int | None = typer.Option(None, "--workers", help="DataLoader processes reading FITS."),
+    ccds_per_exposure: int | None = typer.Option(
+        None, "--ccds-per-exposure", help="Embed this many CCDs per exposure (seeded draw; the paper: 20)."
+    ),
+    all_ccds: bool = typer.Option(
+        False, "--all-ccds", help="Embed every CCD (overrides --ccds-per-exposure)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the per-exposure CCD draw."),
+    on_bad_ccd: str | None = typer.Option(
+        None, "--on-bad-ccd", help="skip (record a failure) | error (stop)."
+    ),
+    image_root: Path | None = typer.Option(None, "--image-root", help="Root of image_filename in tables."),
+    engine: str = typer.Option("local", "--engine", help="local | ray"),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster: auto | HOST:PORT (--engine ray)."
+    ),
+) -> None:
+    """Embed every CCD of the sources that the store does not have yet (resumable), with a progress bar."""
+    from ingest.engine import IngestOptions
+    from ingest.engine import ingest as run_ingest
+    from vecstore.store import Store
+
+    obj = _obj(ctx)
+    cfg = obj.config.ingest
+    per_exposure = (
+        0 if all_ccds else (cfg.ccds_per_exposure if ccds_per_exposure is None else ccds_per_exposure)
+    )
+    options = IngestOptions(
+        release=release,
+        embedder=embedder or cfg.embedder,
+        preset=preset or cfg.preset or None,
+        weights=str(weights) if weights else (cfg.weights or None),
+        devices=devices or cfg.devices,
+        batch_size=batch_size or cfg.batch_size,
+        workers=cfg.workers if workers is None else workers,
+        ccds_per_exposure=per_exposure,
+        seed=cfg.seed if seed is None else seed,
+        on_bad_ccd=on_bad_ccd or cfg.on_bad_ccd,
+        image_root=str(image_root) if image_root else None,
+        index_save_every_s=cfg.index_save_every_s,
+    )
+    with Store.create(obj.store, config=obj.config) as store, _ProgressBar("ingest", "CCD") as bar:
+        if engine == "ray":
+            from ingest.ray_engine import ingest_ray
+
+            summary = ingest_ray(
+                store, [str(s) for s in sources], options, address=address, progress=bar.update
+            )
+        elif engine == "local":
+            summary = run_ingest(store, [str(s) for s in sources], options, progress=bar.update)
+        else:
+            raise VecError(f"unknown engine {engine!r}: choose local or ray")
+    typer.echo(
+        f"ingested {summary.ingested:,} CCDs, skipped {summary.skipped:,} already in the store, "
+        f"failed {summary.failed:,} ({summary.rate:.1f} CCDs/s, run {summary.run_id})"
+    )
+    for path, hdu, reason in summary.failures[:20]:
+        typer.echo(f"  failed: {path} [{hdu}]: {reason}", err=True)
+    if summary.failed > 20:
+        typer.echo(
+            f'  ... {summary.failed - 20} more: vec sql "SELECT * FROM failures WHERE run_id = '
+            f'{summary.run_id}"',
+            err=True,
+        )
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr (rate and ETA) fed by the library's progress(done, total, ...) callbacks."""
+
+    def __init__(self, description: str, unit: str):
+        self.description, self.unit, self.bar = description, unit, None
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def update(self, done: int, total: int, *_: object) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(
+                total=total,
+                desc=self.description,
+                unit=self.unit,
+                dynamic_ncols=True,
+                disable=None if sys.stderr.isatty() else True,
+            )
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 labels_app = typer.Typer(
     cls=_VecGroup, help="Import label lists and summarise them.", no_args_is_help=True, rich_markup_mode=None
 )

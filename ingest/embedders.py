@@ -1,0 +1,394 @@
+"""Embedder registry: a name -> something that turns CCD images into fixed-length float32 vectors.
+
+Interface
+---------
+``Embedder`` (every embedder, torch or not):
+    ``.config`` (``EmbedderConfig``), ``.dim``, ``.weights_sha256``, ``.preset`` / ``.preset_name``
+    (``None`` for embedders that read raw arrays), ``.device``, ``.to(device)``, ``.provenance()`` and the
+    general entry point ``embed_images(images, metas=None) -> np.ndarray (N, dim) float32`` taking 2-D CCD
+    arrays and, optionally, one mapping of header values per image (e.g. ``{"exptime": 90.0}``).
+``TorchEmbedder`` (the ViTs) adds the split used by the batch pipeline: DataLoader workers call
+    ``preprocess(image) -> (3, H, W)`` (a pure function of the image and the preset, see
+    ``ingest.preprocess``) and the main process calls ``embed(batch (N, 3, H, W)) -> (N, dim)``, which runs
+    under ``torch.inference_mode()`` and, on CUDA, bf16 autocast with fused (SDPA) attention.
+    ``embed_images`` is ``embed(preprocess_batch(images))``.
+
+``weights_sha256`` is the sha256 hex of the weights file's bytes; seeded random weights are
+``"random:seed=N"``; weights from timm's hub are ``"timm-hub:<model>.<tag>:sha256=<hex>"`` where the hex is
+``state_dict_sha256`` of the loaded tensors (the hub file's own path is not exposed).
+
+Registered embedders
+--------------------
+``dinov2_vitb14_reg``  DINOv2 ViT-B/14 with 4 registers (the paper's model), 768-d normed CLS token;
+    weights from ``weights=PATH`` (Meta's ``dinov2_vitb14_reg4_pretrain.pth`` or a timm-layout state
+    dict) or, without a path, timm's hub. Default preset ``cpu224``.
+``test_vit``  The same architecture at embed_dim 64, depth 2, 2 heads (the shape of the reference model in
+    ``tests/data/dinov2-reference``), seeded random weights (``seed=0``) unless ``weights=PATH``; default
+    preset ``tiny112``. For tests and demos: fast and identical in every process.
+
+Adding an embedder
+------------------
+Decorate a factory ``(config, *, weights, preset) -> Embedder`` with
+``@register_embedder(EmbedderConfig(...))`` in any module and list that module in ``EMBEDDER_MODULES``;
+those modules are imported the first time the registry is read. A non-torch embedder (the planned ``qa``
+image-statistics embedder in ``ingest/qa.py``) subclasses ``Embedder``, sets ``needs_torch=False`` and
+``default_preset=None``, and implements only ``embed_images``.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import hashlib
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ingest.preprocess import Preset, get_preset, preprocess, preprocess_batch
+from ingest.vit import (
+    META_VITB14_REG4_URL,
+    TIMM_VITB14_REG4,
+    TIMM_VITB14_REG4_HUB_TAG,
+    build_dinov2_vit,
+    dinov2_cls_embedding,
+    load_dinov2_checkpoint,
+    load_dinov2_state_dict,
+    read_checkpoint,
+    seeded_random_state_dict,
+)
+from vecstore.errors import BadInputError, ConfigError, EmbedderError
+
+# Modules whose import registers more embedders; a module that does not exist (yet) is skipped.
+EMBEDDER_MODULES: tuple[str, ...] = ("ingest.qa",)
+
+TEST_VIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """What an embedder is, independent of its weights: enough to size a store and check provenance."""
+
+    name: str
+    dim: int
+    arch: str  # architecture id, e.g. timm's model name
+    patch_size: int | None  # None for embedders that are not patch-based
+    default_preset: str | None  # None for embedders that take raw CCD arrays
+    needs_weights: bool  # True: useless without trained weights (file or hub)
+    needs_torch: bool = True
+    weights_url: str | None = None  # where to get the weights file
+    description: str = ""
+
+
+EmbedderFactory = Callable[..., "Embedder"]
+
+_REGISTRY: dict[str, tuple[EmbedderConfig, EmbedderFactory]] = {}
+_plugins_loaded = False
+
+
+def register_embedder(config: EmbedderConfig) -> Callable[[EmbedderFactory], EmbedderFactory]:
+    """Decorator registering ``factory(config, *, weights, preset) -> Embedder`` under ``config.name``."""
+
+    def decorate(factory: EmbedderFactory) -> EmbedderFactory:
+        if config.name in _REGISTRY:
+            raise EmbedderError(f"embedder {config.name!r} is registered twice")
+        _REGISTRY[config.name] = (config, factory)
+        return factory
+
+    return decorate
+
+
+def list_embedders() -> list[str]:
+    """Names of all registered embedders, sorted."""
+    _load_embedder_modules()
+    return sorted(_REGISTRY)
+
+
+def get_embedder_config(name: str) -> EmbedderConfig:
+    """The config of a registered embedder, without building it."""
+    return _lookup(name)[0]
+
+
+def create_embedder(
+    name: str, *, weights: str | Path | None = None, device: str = "cpu", preset: str | Preset | None = None
+) -> Embedder:
+    """Build the embedder ``name`` on ``device`` ('cpu', 'cuda', 'cuda:N').
+
+    ``weights`` is a weights file (required in practice for ``dinov2_vitb14_reg`` offline); ``preset``
+    overrides the embedder's default preprocessing preset.
+    """
+    config, factory = _lookup(name)
+    target_device = _single_device(device)
+    chosen = _choose_preset(config, preset)
+    embedder = factory(config, weights=weights, preset=chosen)
+    return embedder.to(target_device)
+
+
+def resolve_devices(spec: str) -> list[str]:
+    """'cpu' -> ['cpu']; 'cuda' -> every visible GPU; 'cuda:0,1' -> ['cuda:0', 'cuda:1'].
+
+    EmbedderError if CUDA is asked for and unavailable, a GPU index does not exist, or the spec is
+    malformed.
+    """
+    text = spec.strip().lower()
+    if text == "cpu":
+        return ["cpu"]
+    if text != "cuda" and not text.startswith("cuda:"):
+        raise EmbedderError(f"unknown device {spec!r}: expected 'cpu', 'cuda', 'cuda:N' or 'cuda:N,M,...'")
+    if not torch.cuda.is_available():
+        raise EmbedderError(
+            f"device {spec!r} asked for CUDA but torch.cuda.is_available() is False on this host "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}); use --device cpu"
+        )
+    count = torch.cuda.device_count()
+    if text == "cuda":
+        return [f"cuda:{index}" for index in range(count)]
+    indices = _parse_gpu_indices(spec, text.removeprefix("cuda:"))
+    absent = [index for index in indices if index >= count]
+    if absent:
+        raise EmbedderError(
+            f"device {spec!r}: GPU {absent} not present; this host has {count} (0..{count - 1})"
+        )
+    return [f"cuda:{index}" for index in indices]
+
+
+def state_dict_sha256(model: nn.Module) -> str:
+    """sha256 hex over the model's tensors (sorted names, dtype, shape, bytes): identifies loaded weights."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes, any dtype
+    return digest.hexdigest()
+
+
+class Embedder(abc.ABC):
+    """CCD images -> (N, dim) float32 vectors. See the module docstring for the contract."""
+
+    def __init__(self, config: EmbedderConfig, *, weights_sha256: str, preset: Preset | None) -> None:
+        self.config = config
+        self.weights_sha256 = weights_sha256
+        self.preset = preset
+        self.device = "cpu"
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    @property
+    def preset_name(self) -> str | None:
+        return None if self.preset is None else self.preset.name
+
+    def provenance(self) -> dict[str, Any]:
+        """What a store records with every vector so that vectors of different recipes are never mixed."""
+        return {
+            "embedder": self.config.name,
+            "dim": self.dim,
+            "weights_sha256": self.weights_sha256,
+            "preset": None if self.preset is None else self.preset.key,
+        }
+
+    def to(self, device: str) -> Embedder:
+        """Move to ``device``; the base class only records it (non-torch embedders run on the CPU)."""
+        self.device = _single_device(device)
+        return self
+
+    @abc.abstractmethod
+    def embed_images(
+        self, images: Sequence[np.ndarray], metas: Sequence[Mapping[str, Any]] | None = None
+    ) -> np.ndarray:
+        """2-D CCD arrays (and optional per-image header values) -> (N, dim) float32."""
+
+
+class TorchEmbedder(Embedder):
+    """A torch module and its read-out (``forward``: batch -> (N, dim) tensor), fed by a preset."""
+
+    def __init__(
+        self,
+        config: EmbedderConfig,
+        model: nn.Module,
+        forward: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+        *,
+        weights_sha256: str,
+        preset: Preset,
+    ) -> None:
+        super().__init__(config, weights_sha256=weights_sha256, preset=preset)
+        self.model = model.eval()
+        self._forward = forward
+
+    def to(self, device: str) -> TorchEmbedder:
+        super().to(device)
+        self.model.to(self.device)
+        return self
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """One CCD array -> (3, H, W) float32 with this embedder's preset (safe in DataLoader workers)."""
+        return preprocess(image, self.preset)
+
+    def embed(self, batch: torch.Tensor) -> np.ndarray:
+        """(N, 3, H, W) tensor of this embedder's preset -> (N, dim) float32 numpy."""
+        self._check_batch(batch)
+        if batch.shape[0] == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        with torch.inference_mode(), self._autocast():
+            vectors = self._forward(self.model, batch.to(self.device, dtype=torch.float32, non_blocking=True))
+        return vectors.float().cpu().numpy()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        # bf16 on CUDA: the tensor cores' fast path and a range as wide as fp32's, so the raw ADU of the
+        # ``paper`` preset cannot overflow as they could in fp16. CPU stays fp32 (bit-reproducible).
+        if self.device.startswith("cuda"):
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def embed_images(
+        self, images: Sequence[np.ndarray], metas: Sequence[Mapping[str, Any]] | None = None
+    ) -> np.ndarray:
+        """Preprocess then embed; ``metas`` are not used by image-only embedders."""
+        return self.embed(preprocess_batch(images, self.preset))
+
+    def _check_batch(self, batch: torch.Tensor) -> None:
+        expected = self.preset.shape
+        if not isinstance(batch, torch.Tensor) or batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+            got = tuple(batch.shape) if isinstance(batch, torch.Tensor) else type(batch).__name__
+            raise BadInputError(
+                f"embedder {self.config.name!r} with preset {self.preset.key} takes (N, {expected[0]}, "
+                f"{expected[1]}, {expected[2]}) tensors, got {got}"
+            )
+        if not batch.is_floating_point():
+            raise BadInputError(
+                f"embedder {self.config.name!r} takes floating-point tensors, got {batch.dtype}"
+            )
+
+
+VITB14_REG = EmbedderConfig(
+    name="dinov2_vitb14_reg",
+    dim=768,
+    arch=TIMM_VITB14_REG4,
+    patch_size=14,
+    default_preset="cpu224",
+    needs_weights=True,
+    weights_url=META_VITB14_REG4_URL,
+    description="DINOv2 ViT-B/14 with 4 registers (the paper's model), normed CLS token",
+)
+
+TEST_VIT = EmbedderConfig(
+    name="test_vit",
+    dim=64,
+    arch=f"{TIMM_VITB14_REG4}(embed_dim=64,depth=2,num_heads=2)",
+    patch_size=14,
+    default_preset="tiny112",
+    needs_weights=False,
+    description="tiny DINOv2-layout ViT with seeded random weights, for tests",
+)
+
+
+@register_embedder(VITB14_REG)
+def _create_vitb14_reg(config: EmbedderConfig, *, weights: str | Path | None, preset: Preset) -> Embedder:
+    hint = (
+        f"; download Meta's weights from {config.weights_url} and pass the file with --weights "
+        f"(create_embedder({config.name!r}, weights=PATH))"
+    )
+    if weights is None:
+        model = _vitb14_from_timm_hub(config, hint)
+        sha256 = f"timm-hub:{TIMM_VITB14_REG4}.{TIMM_VITB14_REG4_HUB_TAG}:sha256={state_dict_sha256(model)}"
+    else:
+        # Read the file before building the 86M-parameter model so a bad path fails at once.
+        state_dict, sha256 = read_checkpoint(weights, download_hint=hint)
+        model = build_dinov2_vit(device="meta")
+        load_dinov2_state_dict(model, state_dict, source=f"weights file {weights}", download_hint=hint)
+    _check_output_dim(model, config)
+    return TorchEmbedder(config, model, dinov2_cls_embedding, weights_sha256=sha256, preset=preset)
+
+
+@register_embedder(TEST_VIT)
+def _create_test_vit(config: EmbedderConfig, *, weights: str | Path | None, preset: Preset) -> Embedder:
+    # Same shape as the Meta reference model (init_values=1.0), so its checkpoint loads here too.
+    model = build_dinov2_vit(embed_dim=64, depth=2, num_heads=2, init_values=1.0, device="meta")
+    if weights is None:
+        load_dinov2_state_dict(model, seeded_random_state_dict(model, TEST_VIT_SEED), source="seeded weights")
+        sha256 = f"random:seed={TEST_VIT_SEED}"
+    else:
+        sha256 = load_dinov2_checkpoint(model, weights)
+    _check_output_dim(model, config)
+    return TorchEmbedder(config, model, dinov2_cls_embedding, weights_sha256=sha256, preset=preset)
+
+
+def _vitb14_from_timm_hub(config: EmbedderConfig, hint: str) -> nn.Module:
+    try:
+        return build_dinov2_vit(pretrained=True)
+    except Exception as exc:  # huggingface_hub / urllib raise many types when offline or blocked
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        raise EmbedderError(
+            f"embedder {config.name!r} needs weights and no file was given; timm's hub "
+            f"({TIMM_VITB14_REG4}.{TIMM_VITB14_REG4_HUB_TAG}) could not be reached ({reason}){hint}"
+        ) from exc
+
+
+def _check_output_dim(model: nn.Module, config: EmbedderConfig) -> None:
+    if getattr(model, "num_features", config.dim) != config.dim:
+        raise EmbedderError(
+            f"embedder {config.name!r}: model gives {model.num_features}-d, config says {config.dim}"
+        )
+
+
+def _lookup(name: str) -> tuple[EmbedderConfig, EmbedderFactory]:
+    _load_embedder_modules()
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise EmbedderError(
+            f"unknown embedder {name!r}; valid embedders: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def _choose_preset(config: EmbedderConfig, preset: str | Preset | None) -> Preset | None:
+    requested = preset if preset is not None else config.default_preset
+    if requested is None:
+        return None
+    chosen = get_preset(requested)
+    if config.patch_size and (chosen.height % config.patch_size or chosen.width % config.patch_size):
+        raise ConfigError(
+            f"preset {chosen.key} ({chosen.height} x {chosen.width}) is not a multiple of embedder "
+            f"{config.name!r}'s patch size {config.patch_size}"
+        )
+    return chosen
+
+
+def _single_device(spec: str) -> str:
+    devices = resolve_devices(spec)
+    if len(devices) != 1:
+        raise EmbedderError(
+            f"device {spec!r} names {len(devices)} devices; an Embedder runs on one; "
+            "create one per device from resolve_devices()"
+        )
+    return devices[0]
+
+
+def _parse_gpu_indices(spec: str, text: str) -> list[int]:
+    try:
+        indices = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise EmbedderError(f"device {spec!r}: expected GPU indices like 'cuda:0' or 'cuda:0,1'") from None
+    if any(index < 0 for index in indices) or len(set(indices)) != len(indices):
+        raise EmbedderError(f"device {spec!r}: GPU indices must be distinct and >= 0")
+    return indices
+
+
+def _load_embedder_modules() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True  # set first: a module being imported may itself read the registry
+    for module in EMBEDDER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # the module exists but one of its imports is missing: a real bug
+                _plugins_loaded = False
+                raise
