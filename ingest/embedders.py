@@ -41,6 +41,8 @@ import abc
 import contextlib
 import hashlib
 import importlib
+import os
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +67,7 @@ from ingest.vit import (
 from vecstore.errors import BadInputError, ConfigError, EmbedderError
 
 # Modules whose import registers more embedders; a module that does not exist (yet) is skipped.
-EMBEDDER_MODULES: tuple[str, ...] = ("ingest.qa",)
+EMBEDDER_MODULES: tuple[str, ...] = ("ingest.qa_embedder",)
 
 TEST_VIT_SEED = 0
 
@@ -204,6 +206,22 @@ class Embedder(abc.ABC):
     ) -> np.ndarray:
         """2-D CCD arrays (and optional per-image header values) -> (N, dim) float32."""
 
+    # The batch pipeline's two stages: ``preparer()`` is a small picklable callable that DataLoader worker
+    # processes apply to each CCD (pixels, meta) -> payload; ``embed_prepared`` turns a batch of payloads
+    # into vectors in the process that owns the device. By default the worker does all the work.
+    def preparer(self) -> Callable[[np.ndarray, Mapping[str, Any]], Any]:
+        return _EmbedInWorker(self.config.name, self.preset_name)
+
+    def embed_prepared(self, payloads: Sequence[Any]) -> np.ndarray:
+        if not len(payloads):
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.stack([np.asarray(p, dtype=np.float32) for p in payloads])
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        """Names of the vector's components when they mean something on their own (``qa``), else None."""
+        return None
+
 
 class TorchEmbedder(Embedder):
     """A torch module and its read-out (``forward``: batch -> (N, dim) tensor), fed by a preset."""
@@ -252,6 +270,14 @@ class TorchEmbedder(Embedder):
         """Preprocess then embed; ``metas`` are not used by image-only embedders."""
         return self.embed(preprocess_batch(images, self.preset))
 
+    def preparer(self) -> Callable[[np.ndarray, Mapping[str, Any]], Any]:
+        return _Preprocess(self.preset)
+
+    def embed_prepared(self, payloads: Sequence[Any]) -> np.ndarray:
+        if not len(payloads):
+            return np.empty((0, self.dim), dtype=np.float32)
+        return self.embed(torch.stack([torch.as_tensor(p) for p in payloads]))
+
     def _check_batch(self, batch: torch.Tensor) -> None:
         expected = self.preset.shape
         if not isinstance(batch, torch.Tensor) or batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
@@ -264,6 +290,29 @@ class TorchEmbedder(Embedder):
             raise BadInputError(
                 f"embedder {self.config.name!r} takes floating-point tensors, got {batch.dtype}"
             )
+
+
+class _Preprocess:
+    """Worker stage of a torch embedder: the preset's preprocessing (no model in the worker)."""
+
+    def __init__(self, preset: Preset):
+        self.preset = preset
+
+    def __call__(self, pixels: np.ndarray, meta: Mapping[str, Any]) -> torch.Tensor:
+        return preprocess(pixels, self.preset)
+
+
+class _EmbedInWorker:
+    """Worker stage of an embedder without a model: the worker computes the vector itself."""
+
+    def __init__(self, name: str, preset: str | None):
+        self.name, self.preset = name, preset
+        self._embedder: Embedder | None = None
+
+    def __call__(self, pixels: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
+        if self._embedder is None:
+            self._embedder = create_embedder(self.name, preset=self.preset)
+        return self._embedder.embed_images([pixels], [meta])[0]
 
 
 VITB14_REG = EmbedderConfig(
@@ -319,7 +368,24 @@ def _create_test_vit(config: EmbedderConfig, *, weights: str | Path | None, pres
     return TorchEmbedder(config, model, dinov2_cls_embedding, weights_sha256=sha256, preset=preset)
 
 
+def _hub_reachable(host: str = "huggingface.co", timeout_s: float = 3.0) -> bool:
+    """One quick connection attempt, so that an offline machine fails in seconds, not after a minute of
+    the hub client's retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
 def _vitb14_from_timm_hub(config: EmbedderConfig, hint: str) -> nn.Module:
+    if not _hub_reachable():
+        raise EmbedderError(
+            f"embedder {config.name!r} needs weights and no file was given; timm's hub "
+            f"({TIMM_VITB14_REG4}.{TIMM_VITB14_REG4_HUB_TAG}) is not reachable from this machine{hint}"
+        )
     try:
         return build_dinov2_vit(pretrained=True)
     except Exception as exc:  # huggingface_hub / urllib raise many types when offline or blocked

@@ -16,6 +16,7 @@ Resumable: a CCD whose ``ccd_id`` is already committed is skipped after reading 
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing as mp
 import os
 import re
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ingest.embedders import Embedder, TorchEmbedder, create_embedder, resolve_devices
+from ingest.embedders import Embedder, create_embedder, resolve_devices
 from ingest.reader import CCDTask, inspect_fits, read_ccd, read_header_meta
 from ingest.sources import expand_sources
 from vecstore.errors import BadInputError, VecError
@@ -165,47 +166,16 @@ def _hdu_of(exc: BadInputError, task: CCDTask) -> str | None:
     return str(hdu if hdu is not None else task.hdu)
 
 
-def collate(items: list[tuple]) -> tuple[list[dict], Any, list[tuple], int]:
+def collate(items: list[tuple]) -> tuple[list[dict], list, list[tuple], int]:
     ok = [item for item in items if item[0] == "ok"]
     failures = [item[1:] for item in items if item[0] == "fail"]
     n_skipped = sum(1 for item in items if item[0] == "skip")
-    payload = [item[2] for item in ok]
-    if payload and isinstance(payload[0], torch.Tensor):
-        payload = torch.stack(payload)
-    elif payload:
-        payload = np.stack(payload)
-    return [item[1] for item in ok], payload, failures, n_skipped
-
-
-class _Preprocess:
-    """Picklable worker transform for torch embedders."""
-
-    def __init__(self, embedder: TorchEmbedder):
-        self.preset = embedder.preset
-
-    def __call__(self, pixels: np.ndarray, meta: dict) -> torch.Tensor:
-        from ingest.preprocess import preprocess
-
-        return preprocess(pixels, self.preset)
-
-
-class _EmbedInWorker:
-    """Picklable worker transform for embedders without a model: the worker computes the vector."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self._embedder: Embedder | None = None
-
-    def __call__(self, pixels: np.ndarray, meta: dict) -> np.ndarray:
-        if self._embedder is None:
-            self._embedder = create_embedder(self.name)
-        return self._embedder.embed_images([pixels], [meta])[0]
+    return [item[1] for item in ok], [item[2] for item in ok], failures, n_skipped
 
 
 def worker_transform(embedder: Embedder) -> Callable:
-    return (
-        _Preprocess(embedder) if isinstance(embedder, TorchEmbedder) else _EmbedInWorker(embedder.config.name)
-    )
+    """The per-CCD stage run in DataLoader workers (see ``Embedder.preparer``)."""
+    return embedder.preparer()
 
 
 def embed_shard(
@@ -222,12 +192,8 @@ def embed_shard(
         prefetch_factor=4 if options.workers else None,
         persistent_workers=False,
     )
-    for rows, payload, failures, n_skipped in loader:
-        if isinstance(embedder, TorchEmbedder) and len(rows):
-            vectors = embedder.embed(payload)
-        else:
-            vectors = np.asarray(payload, dtype=np.float32).reshape(len(rows), embedder.dim)
-        yield BatchResult(rows, vectors, failures, n_skipped)
+    for rows, payloads, failures, n_skipped in loader:
+        yield BatchResult(rows, embedder.embed_prepared(payloads), failures, n_skipped)
 
 
 def _device_process(rank: int, device: str, tasks, committed, options, queue) -> None:
@@ -294,6 +260,7 @@ def ingest(
     devices = device_list(options.devices)
     embedder = embedder or create_embedder(options.embedder, weights=options.weights, preset=options.preset)
     store.ensure_provenance(embedder_provenance(embedder))
+    record_vector_layout(store, embedder)
     scan = expand_sources([str(s) for s in sources], image_root=options.image_root)
     tasks = sample_ccds(scan.tasks, options.ccds_per_exposure, options.seed)
     run_id = store.start_run("ingest", {"sources": [str(s) for s in sources], **dataclasses.asdict(options)})
@@ -343,6 +310,20 @@ def embedder_provenance(embedder: Embedder) -> Provenance:
         dim=embedder.dim,
         weights_sha256=embedder.weights_sha256,
     )
+
+
+def record_vector_layout(store: Store, embedder: Embedder) -> None:
+    """Store what the vector's components are: feature names (SQL view ``features``) and blocks (the
+    post-processor balances them). Written once, with the provenance they belong to."""
+    meta = store.meta()
+    layout = {}
+    if embedder.feature_names and "feature_names" not in meta:
+        layout["feature_names"] = json.dumps(list(embedder.feature_names))
+    blocks = getattr(embedder, "blocks", None)
+    if blocks and "blocks" not in meta:
+        layout["blocks"] = json.dumps([list(b) for b in blocks])
+    if layout:
+        store.set_meta(layout)
 
 
 def _commit(

@@ -20,9 +20,10 @@ same way. Resumable like the local engine: committed ccd_ids are read before the
 decode stage skips those CCDs after reading their header only; ``commit_batch`` also drops any id that is
 already committed, so a Ray task retried after a node failure cannot add a second vector.
 
-Between stages rows hold numpy arrays and JSON text only: the task (pickled ``CCDTask``), the kind of
-result (``ok`` / ``skip`` / ``fail``), the CCD's catalog row or its failure as JSON, and the preprocessed
-image (``ok`` rows; a zero-size array otherwise) or, after the embed stage, the vector.
+Between stages rows hold numpy arrays and text only: the task (pickled ``CCDTask``), the kind of result
+(``ok`` / ``skip`` / ``fail``), the CCD's catalog row or its failure as JSON, and the embedder's prepared
+payload (``Embedder.preparer``: the preprocessed image for ViTs) as flat float32 with its shape, or, after
+the embed stage, the vector.
 
 Every node must see the input files, the weights file and the same Python environment at the same paths
 (a shared file system such as Perlmutter's $SCRATCH / CFS, and one venv or conda env). Without a shared
@@ -44,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.embedders import Embedder, TorchEmbedder, create_embedder
+from ingest.embedders import Embedder, create_embedder
 from ingest.engine import (
     BatchResult,
     CCDDataset,
@@ -118,16 +119,16 @@ class DecodeStage:
     """Decode stage (Ray tasks): the local engine's DataLoader item for each task of a batch.
 
     Returns per row: ``kind``, ``record`` (the CCD's catalog row for ``ok``, ``[path, hdu, reason]`` for
-    ``fail``, empty for ``skip``) and ``payload``: the preprocessed image (``(3, H, W)`` float32) for torch
-    embedders, the vector itself for embedders without a model (``qa``), or an empty array of the same
-    number of axes for rows without pixels.
+    ``fail``, empty for ``skip``), and what the embedder's preparer made of the pixels (the preprocessed
+    image for ViTs, the vector itself for ``qa``) as ``payload``, flattened to float32, with its
+    ``payload_shape`` as JSON. Flat payloads give the column one number of axes whatever the embedder, and
+    rows without pixels an empty payload.
     """
 
-    def __init__(self, committed: np.ndarray, transform: Callable, release: str | None, payload_ndim: int):
+    def __init__(self, committed: np.ndarray, transform: Callable, release: str | None):
         self.committed = np.sort(np.asarray(committed, dtype=np.int64))
         self.transform = transform
         self.release = release
-        self.empty_payload = np.zeros((0,) * payload_ndim, dtype=np.float32)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -136,26 +137,31 @@ class DecodeStage:
         torch.set_num_threads(1)
         tasks = [pickle.loads(blob) for blob in batch["task"]]
         dataset = CCDDataset(tasks, self.committed, self.transform, self.release)
-        kinds, records, payloads = [], [], []
-        for i in range(len(dataset)):
-            kind, record, payload = self._row(dataset[i])
-            kinds.append(kind)
-            records.append(record)
-            payloads.append(payload)
-        return {"kind": np.array(kinds), "record": np.array(records), "payload": _object_array(payloads)}
+        rows = [self._row(dataset[i]) for i in range(len(dataset))]
+        kinds, records, payloads, shapes = zip(*rows, strict=True) if rows else ((), (), (), ())
+        return {
+            "kind": np.array(kinds, dtype=str),
+            "record": np.array(records, dtype=str),
+            "payload": _object_array(list(payloads)),
+            "payload_shape": np.array(shapes, dtype=str),
+        }
 
-    def _row(self, item: tuple) -> tuple[str, str, np.ndarray]:
+    @staticmethod
+    def _row(item: tuple) -> tuple[str, str, np.ndarray, str]:
         if item[0] == OK:
-            payload = item[2]
-            payload = payload.numpy() if hasattr(payload, "numpy") else np.asarray(payload)
-            return OK, json.dumps(item[1]), np.ascontiguousarray(payload, dtype=np.float32)
+            payload = item[2].numpy() if hasattr(item[2], "numpy") else np.asarray(item[2])
+            flat = np.ascontiguousarray(payload, dtype=np.float32).reshape(-1)
+            return OK, json.dumps(item[1]), flat, json.dumps(list(payload.shape))
         if item[0] == FAIL:
-            return FAIL, json.dumps(list(item[1:])), self.empty_payload
-        return SKIP, "", self.empty_payload
+            return FAIL, json.dumps(list(item[1:])), _NO_PAYLOAD, ""
+        return SKIP, "", _NO_PAYLOAD, ""
+
+
+_NO_PAYLOAD = np.zeros(0, dtype=np.float32)
 
 
 def _object_array(arrays: list[np.ndarray]) -> np.ndarray:
-    """A 1-D object array of arrays (Ray Data stores rows of different shapes as a ragged tensor column)."""
+    """A 1-D object array of arrays (Ray Data keeps rows of different lengths as a ragged tensor column)."""
     column = np.empty(len(arrays), dtype=object)
     for i, array in enumerate(arrays):
         column[i] = array
@@ -163,7 +169,8 @@ def _object_array(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 class EmbedStage:
-    """Embed stage (a Ray actor): builds the embedder once, then turns payloads of ``ok`` rows into vectors.
+    """Embed stage (a Ray actor): builds the embedder once, then turns payloads of ``ok`` rows into vectors
+    with ``embed_prepared``, as the local engine's device process does.
 
     Checks that the embedder it built has the driver's provenance, so a node that sees another weights file
     at the same path cannot add vectors that are not comparable.
@@ -187,19 +194,17 @@ class EmbedStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         kinds = batch["kind"]
-        ok = kinds == OK
+        ok = np.flatnonzero(kinds == OK)
         vectors = np.zeros((len(kinds), self.dim), dtype=np.float32)
-        if ok.any():
-            vectors[ok] = self._embed([batch["payload"][i] for i in np.flatnonzero(ok)])
+        if len(ok):
+            payloads = [
+                np.asarray(batch["payload"][i], dtype=np.float32).reshape(
+                    json.loads(batch["payload_shape"][i])
+                )
+                for i in ok
+            ]
+            vectors[ok] = self.embedder.embed_prepared(payloads)
         return {"kind": kinds, "record": batch["record"], "vector": vectors}
-
-    def _embed(self, payloads: list[np.ndarray]) -> np.ndarray:
-        stacked = np.stack([np.asarray(p, dtype=np.float32) for p in payloads])
-        if isinstance(self.embedder, TorchEmbedder):
-            import torch
-
-            return self.embedder.embed(torch.from_numpy(stacked))
-        return stacked.reshape(len(payloads), self.dim)  # computed in the decode stage
 
 
 # ----------------------------------------------------------------------------------------------- actors
@@ -262,8 +267,7 @@ def build_pipeline(
 ):
     """The Ray Dataset of embedded rows (lazy: nothing runs until the driver iterates it)."""
     ray = import_ray()
-    payload_ndim = 3 if isinstance(embedder, TorchEmbedder) else 1
-    decode = DecodeStage(committed, worker_transform(embedder), options.release, payload_ndim)
+    decode = DecodeStage(committed, worker_transform(embedder), options.release)
     items = [encode_task(task) for task in tasks]
     dataset = ray.data.from_items(
         items, override_num_blocks=max(1, math.ceil(len(items) / options.batch_size))

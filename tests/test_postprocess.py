@@ -60,3 +60,30 @@ def test_wrong_dimension_is_refused(embeddings):
     processor = fit_postprocessor(embeddings[0])
     with pytest.raises(VecError, match="expects"):
         processor.transform(np.zeros((2, 64)))
+
+
+def test_blocks_are_balanced_to_equal_total_variance():
+    rng = np.random.default_rng(5)
+    big = rng.standard_normal((400, 200))  # a wide block...
+    small = rng.standard_normal((400, 4)) * np.array([5.0, 1.0, 1.0, 1.0])  # ...and a narrow one
+    x = np.hstack([big, small]).astype(np.float32)
+    processor = fit_postprocessor(x, 10, 0.0, blocks=[("vit", 200), ("qa", 4)])
+    scaled = (x.astype(np.float64) * processor.scale + processor.offset) * processor.column_weights
+    assert scaled[:, :200].var(axis=0).sum() == pytest.approx(1.0)
+    assert scaled[:, 200:].var(axis=0).sum() == pytest.approx(1.0)
+    # the narrow block now shapes the leading component; unbalanced, 200 columns would drown it
+    assert np.abs(processor.pca_components[0, 200:]).sum() > np.abs(
+        fit_postprocessor(x, 10, 0.0).pca_components[0, 200:]
+    ).sum()
+
+
+def test_block_weights_survive_save_and_load(tmp_path):
+    x = np.random.default_rng(1).standard_normal((100, 30)).astype(np.float32)
+    processor = fit_postprocessor(x, 5, 0.0, blocks=[("a", 20), ("b", 10)])
+    processor.save(tmp_path)
+    assert PostProcessor.load(tmp_path).transform(x).tobytes() == processor.transform(x).tobytes()
+
+
+def test_blocks_must_cover_the_vector():
+    with pytest.raises(VecError, match="add up to"):
+        fit_postprocessor(np.random.rand(50, 30), 5, 0.0, blocks=[("a", 20)])

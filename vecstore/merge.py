@@ -179,13 +179,20 @@ def _as_stored(vectors: np.ndarray, dtype: str) -> np.ndarray:
 def _compare_rows(first: Store, second: Store, ids: np.ndarray) -> None:
     a, b = ccd_rows_by_id(first, ids), ccd_rows_by_id(second, ids)
     for row_a, row_b in zip(a, b, strict=True):
-        if row_a != row_b:
-            differing = sorted(k for k in row_a if row_a[k] != row_b[k])
+        differing = sorted(k for k in row_a if not _same_value(row_a[k], row_b[k]))
+        if differing:
             raise VecError(
                 f"cannot merge: ccd_id {row_a['ccd_id']} has different catalog rows in store {first.path} "
                 f"and store {second.path} (columns {differing}: {[row_a[k] for k in differing]} vs "
                 f"{[row_b[k] for k in differing]})"
             )
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equality of catalog values, with NaN equal to NaN (a header value both stores could not read)."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return a == b
 
 
 # ----------------------------------------------------------------------------------------------- reading

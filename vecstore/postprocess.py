@@ -27,6 +27,9 @@ class PostProcessor:
     keep: np.ndarray  # VarianceThreshold's boolean mask over the PCA components
     n_components: int
     variance_threshold: float
+    # Per-input-column factor applied after the scaler; ones except for multi-block vectors (dinov2+qa),
+    # where each block is brought to the same total variance so that neither dominates PCA and L1.
+    column_weights: np.ndarray | None = None
 
     @property
     def input_dim(self) -> int:
@@ -42,6 +45,8 @@ class PostProcessor:
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise VecError(f"post-processor expects (n, {self.input_dim}) vectors, got {x.shape}")
         scaled = x * self.scale + self.offset
+        if self.column_weights is not None:
+            scaled = scaled * self.column_weights
         projected = (scaled - self.pca_mean) @ self.pca_components.T
         return np.ascontiguousarray(projected[:, self.keep], dtype=np.float32)
 
@@ -54,6 +59,7 @@ class PostProcessor:
             pca_mean=self.pca_mean,
             pca_components=self.pca_components,
             keep=self.keep,
+            column_weights=np.ones_like(self.scale) if self.column_weights is None else self.column_weights,
         )
         settings = {
             "format": FORMAT_VERSION,
@@ -79,6 +85,7 @@ class PostProcessor:
                 keep=arrays["keep"].astype(bool),
                 n_components=int(settings["n_components"]),
                 variance_threshold=float(settings["variance_threshold"]),
+                column_weights=None if np.all(arrays["column_weights"] == 1) else arrays["column_weights"],
             )
 
 
@@ -116,19 +123,64 @@ def from_sklearn(pipeline) -> PostProcessor:
 
 
 def fit_postprocessor(
-    vectors: np.ndarray, n_components: int = 15, variance_threshold: float = 0.001
+    vectors: np.ndarray,
+    n_components: int = 15,
+    variance_threshold: float = 0.001,
+    blocks: list[tuple[str, int]] | None = None,
 ) -> PostProcessor:
-    """Fit on the training embeddings (n, dim). Fewer samples than components is an error."""
+    """Fit on the training embeddings (n, dim). Fewer samples than components is an error.
+
+    ``blocks`` (name, width) describe a concatenated vector; each block is then rescaled after MinMax to
+    unit total variance before PCA (see :class:`PostProcessor`).
+    """
     x = np.asarray(vectors, dtype=np.float64)
     if len(x) <= n_components or x.shape[1] < n_components:
         raise VecError(
             f"cannot fit PCA({n_components}) on {x.shape[0]} vectors of dimension {x.shape[1]}: "
             f"need more than {n_components} of each"
         )
-    pipeline = sklearn_pipeline(n_components, variance_threshold).fit(x)
-    processor = from_sklearn(pipeline)
+    if not blocks:
+        processor = from_sklearn(sklearn_pipeline(n_components, variance_threshold).fit(x))
+    else:
+        processor = _fit_blocks(x, n_components, variance_threshold, blocks)
     if processor.output_dim == 0:
         raise VecError(
             f"VarianceThreshold({variance_threshold}) removed every PCA component; lower the threshold"
         )
     return processor
+
+
+def block_weights(scaled: np.ndarray, blocks: list[tuple[str, int]]) -> np.ndarray:
+    """Column factors giving each block unit total variance (a constant block keeps factor 1)."""
+    widths = [int(width) for _, width in blocks]
+    if sum(widths) != scaled.shape[1]:
+        raise VecError(f"blocks {blocks} add up to {sum(widths)} columns, vectors have {scaled.shape[1]}")
+    weights = np.ones(scaled.shape[1])
+    start = 0
+    for width in widths:
+        total = scaled[:, start : start + width].var(axis=0).sum()
+        weights[start : start + width] = 1.0 / np.sqrt(total) if total > 0 else 1.0
+        start += width
+    return weights
+
+
+def _fit_blocks(
+    x: np.ndarray, n_components: int, variance_threshold: float, blocks: list[tuple[str, int]]
+) -> PostProcessor:
+    pipeline = sklearn_pipeline(n_components, variance_threshold)
+    scaler = pipeline.named_steps["scaler"].fit(x)
+    scaled = scaler.transform(x)
+    weights = block_weights(scaled, blocks)
+    weighted = scaled * weights
+    pca = pipeline.named_steps["pca"].fit(weighted)
+    threshold = pipeline.named_steps["threshold"].fit(pca.transform(weighted))
+    return PostProcessor(
+        scale=scaler.scale_.astype(np.float64),
+        offset=scaler.min_.astype(np.float64),
+        pca_mean=pca.mean_.astype(np.float64),
+        pca_components=pca.components_.astype(np.float64),
+        keep=threshold.get_support(),
+        n_components=int(pca.n_components_),
+        variance_threshold=float(threshold.threshold),
+        column_weights=weights,
+    )

@@ -26,6 +26,7 @@ def run_sql(store_path: Path, query: str, *, write: bool = False, timeout_s: flo
     store = Store.open(store_path)
     try:
         with catalog.open_catalog(store.catalog_path, read_only=True, timeout_s=timeout_s) as con:
+            create_vector_views(con, store)
             return _execute(con, query)
     except duckdb.Error as exc:
         if "read-only" in str(exc):
@@ -33,6 +34,23 @@ def run_sql(store_path: Path, query: str, *, write: bool = False, timeout_s: flo
                 f"this statement changes the store, and `vec sql` is read-only: pass --write ({exc})"
             ) from None
         raise
+
+
+def create_vector_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+    """Temporary views over the committed embedding parts (never written to the catalog):
+
+    ``embeddings(ccd_id, embedding)`` always, and ``features(ccd_id, <name>...)`` when the store's
+    embedder names its components (``qa``), so ``SELECT ... FROM features WHERE psf_fwhm > 6`` works.
+    """
+    files = [str(store.parts_dir / name) for _, name, _ in store.committed_parts()]
+    if not files:
+        return
+    listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    con.execute(f"CREATE TEMP VIEW embeddings AS SELECT ccd_id, embedding FROM read_parquet([{listing}])")
+    names = json.loads(store.meta().get("feature_names", "[]"))
+    if names:
+        columns = ", ".join(f'CAST(embedding[{i + 1}] AS DOUBLE) AS "{name}"' for i, name in enumerate(names))
+        con.execute(f"CREATE TEMP VIEW features AS SELECT ccd_id, {columns} FROM embeddings")
 
 
 def _execute(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table | None:
