@@ -266,12 +266,12 @@ def ingest(
     run_id = store.start_run("ingest", {"sources": [str(s) for s in sources], **dataclasses.asdict(options)})
     summary = IngestSummary(run_id=run_id)
     source_failures = [tuple(f) for f in scan.failures]
-    _record(store, summary, source_failures, options)
     committed = store.committed_ids()
     corpus = _CorpusUpdater(store, options.index_save_every_s)
     started = time.monotonic()
     status = "interrupted"
     try:
+        _record(store, summary, source_failures, options)
         if len(devices) == 1:
             embedder.to(devices[0])
             results = embed_shard(embedder, tasks, committed, options)

@@ -36,8 +36,9 @@ class QAEmbedder(Embedder):
         metas = metas or [None] * len(images)
         if not len(images):
             return np.empty((0, QA_DIM), dtype=np.float32)
-        return np.stack([qa_features(image, exptime=_exptime(meta)) for image, meta in zip(images, metas,
-                                                                                          strict=True)])
+        return np.stack(
+            [qa_features(image, exptime=_exptime(meta)) for image, meta in zip(images, metas, strict=True)]
+        )
 
     def preparer(self) -> Callable[[np.ndarray, Mapping[str, Any]], Any]:
         return _QAFeatures()
@@ -95,8 +96,14 @@ class _HybridPrepare:
 
 
 QA = EmbedderConfig(
-    name="qa", dim=QA_DIM, arch=QA_VERSION, patch_size=None, default_preset=None, needs_weights=False,
-    needs_torch=False, description="image-quality statistics (sky, noise, PSF, gradients, streaks...), no weights",
+    name="qa",
+    dim=QA_DIM,
+    arch=QA_VERSION,
+    patch_size=None,
+    default_preset=None,
+    needs_weights=False,
+    needs_torch=False,
+    description="image-quality statistics (sky, noise, PSF, gradients, streaks...), no weights",
 )
 
 
@@ -107,8 +114,13 @@ def _create_qa(config: EmbedderConfig, *, weights, preset) -> Embedder:
 
 def _register_hybrid(vit_name: str, name: str, vit_dim: int, description: str) -> None:
     config = EmbedderConfig(
-        name=name, dim=vit_dim + QA_DIM, arch=f"{vit_name}+{QA_VERSION}", patch_size=14,
-        default_preset=None, needs_weights=vit_name != "test_vit", description=description,
+        name=name,
+        dim=vit_dim + QA_DIM,
+        arch=f"{vit_name}+{QA_VERSION}",
+        patch_size=14,
+        default_preset=None,
+        needs_weights=vit_name != "test_vit",
+        description=description,
     )
 
     @register_embedder(config)

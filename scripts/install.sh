@@ -24,7 +24,7 @@ if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
     "${PIP[@]}" install ${VEC_TORCH_PAIR:-$default_pair} 2>&1 | grep -v "is ignored" || true
     "$VENV/bin/python" -c "import torch, torchvision" || { echo "torch/torchvision failed to install" >&2; exit 1; }
 fi
-"${PIP[@]}" install -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+"${PIP[@]}" install -e ".[dev,distributed]" 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -c "import vecstore, ingest, query, faiss, duckdb, fitsio, timm" \
     || { echo "vec failed to install" >&2; exit 1; }
 echo "vec installed in $VENV"

@@ -153,6 +153,9 @@ def ingest(
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster: auto | HOST:PORT (--engine ray)."
     ),
+    ray_cpus: int | None = typer.Option(
+        None, "--ray-cpus", help="CPUs of the local Ray instance started when --engine ray has no --address."
+    ),
 ) -> None:
     """Embed every CCD of the sources that the store does not have yet (resumable), with a progress bar."""
     from ingest.engine import IngestOptions
@@ -183,7 +186,12 @@ def ingest(
             from ingest.ray_engine import ingest_ray
 
             summary = ingest_ray(
-                store, [str(s) for s in sources], options, address=address, progress=bar.update
+                store,
+                [str(s) for s in sources],
+                options,
+                address=address,
+                num_cpus=ray_cpus,
+                progress=bar.update,
             )
         elif engine == "local":
             summary = run_ingest(store, [str(s) for s in sources], options, progress=bar.update)
@@ -230,6 +238,22 @@ class _ProgressBar:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+@app.command()
+def merge(
+    ctx: typer.Context,
+    dest: Path = typer.Argument(..., help="Store to merge into; created if missing."),
+    sources: list[Path] = typer.Argument(..., help="Stores to fold into DEST (opened read-only)."),
+    chunk_rows: int = typer.Option(4096, "--chunk-rows", help="CCDs per commit into DEST."),
+) -> None:
+    """Fold stores built separately (e.g. one per node) into DEST; re-running adds only what is missing."""
+    from vecstore.merge import merge_stores
+
+    obj = _obj(ctx)
+    with _ProgressBar("merge", "CCD") as bar:
+        summary = merge_stores(dest, sources, config=obj.config, chunk_rows=chunk_rows, progress=bar.update)
+    typer.echo(summary.describe())
 
 
 labels_app = typer.Typer(
