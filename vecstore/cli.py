@@ -256,6 +256,298 @@ def merge(
     typer.echo(summary.describe())
 
 
+@app.command()
+def train(
+    ctx: typer.Context,
+    tune: bool = typer.Option(
+        False, "--tune", help="Search the paper's space (HalvingRandomSearchCV, grouped CV)."
+    ),
+    n_iter: int = typer.Option(40, "--n-iter", help="Candidates drawn by --tune."),
+) -> None:
+    """Split labelled exposures 70/30, balance, fit the post-processor, build the indexes: a new model."""
+    from query.train import train as run_train
+    from vecstore.store import Store
+
+    obj = _obj(ctx)
+    with Store.open(obj.store, writable=True, config=obj.config) as store:
+        result = run_train(store, obj.config, tune=tune, n_iter=n_iter)
+    counts = result.training.counts()
+    typer.echo(
+        f"model {result.version}: {sum(counts['train'].values()):,} training CCDs, "
+        f"{sum(counts['test'].values()):,} test CCDs, {result.settings['output_dim']} dimensions after "
+        f"post-processing"
+    )
+    for label, weight in zip(result.classes, result.class_weights, strict=True):
+        n_train, n_test = counts["train"].get(label, 0), counts["test"].get(label, 0)
+        typer.echo(f"  {label:<22} train {n_train:>7,}  test {n_test:>7,}  weight {weight:.3g}")
+    for note in result.training.notes:
+        typer.echo(f"  note: {note}", err=True)
+    if result.settings.get("tuning"):
+        typer.echo(f"  tuning chose {result.settings['tuning']['best_params']}")
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    out: Path = typer.Option(None, "--out", help="Report directory (default: <store>/reports/<version>)."),
+    method: str = typer.Option("tsne", "--method", help="3-D embedding of the plot: tsne | pca."),
+) -> None:
+    """Classification report on the test split (CCDs and exposures), confusion matrix, HTML report."""
+    from query.evaluate import evaluate as run_evaluate
+    from vecstore.models import current_version
+    from vecstore.store import Store
+
+    obj = _obj(ctx)
+    with Store.open(obj.store, config=obj.config) as store:
+        out = out or store.path / "reports" / (current_version(store) or "none")
+        result = run_evaluate(store, obj.config, out, method=method)
+    for _, text in result.texts:
+        typer.echo(text + "\n")
+    typer.echo(f"report: {result.html}")
+
+
+@app.command()
+def classify(
+    ctx: typer.Context,
+    targets: list[str] = typer.Argument(
+        None, help="Exposure numbers in the store, or FITS files of new exposures."
+    ),
+    all_exposures: bool = typer.Option(
+        False, "--all", help="Classify every unlabelled exposure into tables."
+    ),
+    release: str | None = typer.Option(None, "--release", help="With --all: only this release."),
+    run: int | None = typer.Option(None, "--run", help="With --all: resume this run id."),
+    all_ccds: bool = typer.Option(False, "--all-ccds", help="Use every CCD instead of the seeded draw."),
+    k: int | None = typer.Option(None, "-k", help="Neighbours per CCD [config: classify.k]."),
+    prob_cut: float | None = typer.Option(None, "--prob-cut", help="CCD is bad at this probability [0.9]."),
+    min_bad_ccds: int | None = typer.Option(
+        None, "--min-bad-ccds", help="Bad CCDs that make a bad exposure [3]."
+    ),
+    weights: Path | None = typer.Option(None, "--weights", help="Embedder weights, to embed a new FILE."),
+    add: bool = typer.Option(False, "--add", help="Also ingest a FILE into the store."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON with every CCD and its voting neighbours."
+    ),
+    plot: Path | None = typer.Option(None, "--plot", help="Focal-plane picture: OUT.png or OUT.html."),
+) -> None:
+    """Is this exposure bad, and why? k-NN per CCD, the probability cut, then a vote over the exposure."""
+    import dataclasses
+
+    from query.classify import classify_all, classify_exposures, classify_file
+    from vecstore.models import Model
+    from vecstore.store import Store
+
+    obj = _obj(ctx)
+    cfg = obj.config.classify
+    cfg = dataclasses.replace(
+        cfg,
+        **{
+            k_: v
+            for k_, v in (("k", k), ("prob_cut", prob_cut), ("min_bad_ccds", min_bad_ccds))
+            if v is not None
+        },
+    )
+    if all_exposures:
+        with (
+            Store.open(obj.store, writable=True, config=obj.config) as store,
+            _ProgressBar("classify", "exp") as bar,
+        ):
+            summary = classify_all(
+                store, Model.current(store), cfg, release=release, run_id=run, progress=bar.update
+            )
+        typer.echo(
+            f"run {summary.run_id}{' (resumed)' if summary.resumed else ''}: "
+            f"{summary.n_exposures:,} exposures classified, {summary.n_bad:,} bad {summary.by_category}"
+        )
+        return
+    if not targets:
+        raise VecError("give exposure numbers or FITS files, or --all")
+    results = []
+    files = [t for t in targets if not t.isdigit()]
+    with Store.open(obj.store, writable=add, config=obj.config) as store:
+        if add and files:
+            from ingest.engine import IngestOptions
+            from ingest.engine import ingest as run_ingest
+
+            prov = store.provenance()
+            run_ingest(
+                store,
+                files,
+                IngestOptions(
+                    release="classify-add",
+                    embedder=prov.embedder,
+                    weights=str(weights) if weights else None,
+                    workers=0,
+                ),
+            )
+        model = Model.current(store)
+        numbers = [int(t) for t in targets if t.isdigit()]
+        if numbers:
+            results += classify_exposures(store, model, numbers, cfg, all_ccds=all_ccds)
+        for path in files:
+            results += classify_file(
+                store, model, path, cfg, weights=str(weights) if weights else None, all_ccds=all_ccds
+            )
+        if plot is not None:
+            from query.pictures import focal_plane_picture
+
+            focal_plane_picture(store, results[0], plot)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in results], indent=1))
+        return
+    from query.pictures import format_classification
+
+    for result in results:
+        typer.echo(format_classification(result))
+    if plot is not None:
+        typer.echo(f"picture: {plot}")
+
+
+@app.command()
+def similar(
+    ctx: typer.Context,
+    reference: str = typer.Argument(..., help="EXPNUM/CCDNAME (e.g. 1222425/N4), a ccd_id, or FILE[:HDU]."),
+    k: int | None = typer.Option(None, "-k", help="How many look-alikes [config: similar.k = 20]."),
+    where: str | None = typer.Option(
+        None, "--where", help="SQL filter on the ccds table, e.g. \"filter = 'r'\"."
+    ),
+    html: Path | None = typer.Option(None, "--html", help="Write a gallery of thumbnails."),
+    weights: Path | None = typer.Option(None, "--weights", help="Embedder weights, to embed a new FILE."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Find the CCDs that look most like this one (L1 on the corpus index), for artifact hunting."""
+    from query.similar import is_file_reference, similar_to_ccd, similar_to_file
+    from vecstore.models import Model
+    from vecstore.store import Store
+
+    obj = _obj(ctx)
+    k = k or obj.config.similar.k
+    with Store.open(obj.store, config=obj.config) as store:
+        model = Model.current(store)
+        pixels = None
+        if is_file_reference(reference):
+            query, hits, pixels = similar_to_file(
+                store, model, reference, k, where=where, weights=str(weights) if weights else None
+            )
+        else:
+            query, hits = similar_to_ccd(store, model, reference, k, where=where)
+        if html is not None:
+            from query.pictures import similar_gallery
+
+            similar_gallery(query, hits, html, query_pixels=pixels)
+    if as_json:
+        typer.echo(json.dumps({"query": query, "neighbours": hits}, indent=1, default=str))
+        return
+    import pyarrow as pa
+
+    from vecstore.sql import format_table
+
+    columns = ["rank", "expnum", "ccdname", "filter", "distance", "label", "ccd_id"]
+    typer.echo(f"look-alikes of {query['expnum']}/{query['ccdname']}:")
+    typer.echo(format_table(pa.table({c: [h[c] for h in hits] for c in columns})))
+    if html is not None:
+        typer.echo(f"gallery: {html}")
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    fmt: str = typer.Option("badexp", "--format", "-f", help="badexp | csv | fits"),
+    run: int | None = typer.Option(None, "--run", help="Classification run (default: the latest)."),
+    min_prob: float = typer.Option(
+        0.0, "--min-prob", help="Only exposures whose mean probability reaches this."
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file (needed for fits)."),
+) -> None:
+    """Bad exposures of a `classify --all` run as decam-bad_expid.txt lines, CSV or a FITS table."""
+    from query.export import bad_exposures
+    from query.export import export as run_export
+    from vecstore.store import Store
+
+    obj = _obj(ctx)
+    with Store.open(obj.store, config=obj.config) as store:
+        table = bad_exposures(store, run, min_prob)
+    text = run_export(table, fmt, output)
+    if text is not None:
+        typer.echo(text, nl=False)
+    else:
+        typer.echo(f"{table.num_rows:,} bad exposures written to {output}")
+
+
+@app.command()
+def simulate(
+    out: Path = typer.Argument(..., help="Directory for the simulated exposures and truth lists."),
+    exposures: int = typer.Option(20, "--exposures", "-n", help="Number of exposures."),
+    ccd_shape: str = typer.Option(
+        "4094x2046", "--ccd-shape", help="ROWSxCOLS of each CCD (DECam: 4094x2046)."
+    ),
+    ccds: str | None = typer.Option(None, "--ccds", help="Comma-separated CCD names (default: all alive)."),
+    bad_fraction: float = typer.Option(0.4, "--bad-fraction", help="Share of exposures with an artifact."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write simulated DECam CP exposures (fpacked MEF) with known artifacts and their truth lists."""
+    from ingest.simulate import simulate_survey
+
+    rows, cols = _parse_shape(ccd_shape)
+    with _ProgressBar("simulate", "exp") as bar:
+        result = simulate_survey(
+            out,
+            exposures,
+            ccd_shape=(rows, cols),
+            bad_fraction=bad_fraction,
+            seed=seed,
+            ccdnames=ccds.split(",") if ccds else None,
+            progress=lambda done, total: bar.update(done, total),
+        )
+    bad = sum(1 for e in result.exposures if e.category)
+    typer.echo(
+        f"{len(result.exposures)} exposures ({bad} bad) in {out}; truth: {result.truth.bad_expid}, "
+        f"{result.truth.delve_dir}, {result.truth.truth_csv}"
+    )
+
+
+def _parse_shape(text: str) -> tuple[int, int]:
+    try:
+        rows, cols = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise VecError(f"--ccd-shape {text!r}: expected ROWSxCOLS such as 4094x2046") from None
+    return rows, cols
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    exposures: int = typer.Option(60, "--exposures", "-n", help="Simulated exposures."),
+    ccd_shape: str = typer.Option(
+        "1024x512", "--ccd-shape", help="ROWSxCOLS per CCD (full DECam: 4094x2046)."
+    ),
+    ccds_per_exposure: int = typer.Option(16, "--ccds", help="CCDs per exposure (up to 61)."),
+    embedder: str | None = typer.Option(
+        None, "--embedder", help="Default: dinov2+qa with --weights, else qa."
+    ),
+    weights: Path | None = typer.Option(None, "--weights", help="DINOv2 weights file (Meta's layout)."),
+    workers: int = typer.Option(2, "--workers", help="DataLoader processes."),
+    seed: int = typer.Option(0, "--seed"),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete the demo store and data first."),
+) -> None:
+    """vec's main job end to end on simulated DECam data: simulate, ingest, label, train, classify, report."""
+    from query.demo import DemoOptions, run_demo
+
+    obj = _obj(ctx)
+    rows, cols = _parse_shape(ccd_shape)
+    options = DemoOptions(
+        exposures=exposures,
+        ccd_shape=(rows, cols),
+        ccds_per_exposure=ccds_per_exposure,
+        embedder=embedder,
+        weights=str(weights) if weights else None,
+        workers=workers,
+        seed=seed,
+        fresh=fresh,
+    )
+    run_demo(obj.store, options, obj.config, echo=typer.echo)
+
+
 labels_app = typer.Typer(
     cls=_VecGroup, help="Import label lists and summarise them.", no_args_is_help=True, rich_markup_mode=None
 )

@@ -1,0 +1,119 @@
+"""What ``vec classify`` and ``vec similar`` show a person: text tables, focal-plane pictures, galleries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from query.classify import ExposureResult
+from vecstore.errors import VecError
+from vecstore.store import Store
+
+
+def format_classification(result: ExposureResult, max_neighbours: int = 3) -> str:
+    v = result.verdict
+    head = (
+        f"exposure {result.expnum}: {'BAD' if v.is_bad else 'good'}"
+        + (f" ({v.category}, p={v.mean_prob:.2f})" if v.is_bad else "")
+        + f" - {v.n_bad} of {v.n_ccds} CCDs bad"
+        + ("" if result.source == "store" else f"  [{result.source}]")
+    )
+    lines = [head, f"  {'ccd':<5}{'label':<22}{'prob':>6}  nearest labelled neighbours (label, L1)"]
+    for ccd in result.ccds:
+        voters = ", ".join(
+            f"{n['expnum']}/{n['ccdname']} {n['label']} {n['distance']:.3g}"
+            for n in ccd.neighbours[:max_neighbours]
+        )
+        flag = "*" if ccd.verdict.is_bad else " "
+        name = ccd.ccdname or str(ccd.ccd_id)
+        lines.append(f" {flag}{name:<5}{ccd.verdict.label:<22}{ccd.verdict.prob:>6.2f}  {voters}")
+    return "\n".join(lines)
+
+
+def _pixels(path: str, hdu: str) -> np.ndarray | None:
+    """The CCD's pixels for a thumbnail; None when the file is gone (the store keeps vectors, not images)."""
+    from ingest.reader import CCDTask, read_ccd
+
+    try:
+        return read_ccd(CCDTask(path, int(hdu) if str(hdu).isdigit() else hdu))[1]
+    except (OSError, VecError):
+        return None
+
+
+def _locations(store: Store, ccd_ids: list[int]) -> dict[int, tuple[str, str]]:
+    if not ccd_ids:
+        return {}
+    rows = store.query(f"SELECT ccd_id, path, hdu FROM ccds WHERE ccd_id IN ({', '.join(map(str, ccd_ids))})")
+    return {r["ccd_id"]: (r["path"], r["hdu"]) for r in rows.to_pylist()}
+
+
+def focal_plane_picture(store: Store, result: ExposureResult, out: Path) -> Path:
+    """``out.png``: CCDs coloured by verdict; ``out.html``: the same with a thumbnail per CCD."""
+    from query.report_focal import focal_plane_html, focal_plane_png
+    from query.thumbnails import thumbnail_png
+
+    ccds = [
+        {"ccdname": c.ccdname, "label": c.verdict.label, "prob": c.verdict.prob, "is_bad": c.verdict.is_bad}
+        for c in result.ccds
+        if c.ccdname
+    ]
+    title = (
+        f"exposure {result.expnum}: {'bad, ' + result.verdict.category if result.verdict.is_bad else 'good'}"
+    )
+    if out.suffix.lower() == ".png":
+        focal_plane_png(ccds, out, title)
+        return out
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise VecError(f"--plot {out}: give a .png or .html file name")
+    thumbnails = {}
+    if result.source == "store":
+        locations = _locations(store, [c.ccd_id for c in result.ccds])
+        for c in result.ccds:
+            pixels = _pixels(*locations[c.ccd_id]) if c.ccd_id in locations else None
+            if pixels is not None:
+                thumbnails[c.ccdname] = thumbnail_png(pixels, max_size=160)
+    else:
+        from ingest.reader import list_ccd_hdus
+
+        for hdu in list_ccd_hdus(result.source):
+            pixels = _pixels(result.source, str(hdu))
+            if pixels is not None and any(c.ccdname == str(hdu) for c in result.ccds):
+                thumbnails[str(hdu)] = thumbnail_png(pixels, max_size=160)
+    verdict = {
+        "expnum": result.expnum,
+        "is_bad": result.verdict.is_bad,
+        "category": result.verdict.category,
+        "n_bad": result.verdict.n_bad,
+        "n_ccds": result.verdict.n_ccds,
+    }
+    return focal_plane_html(ccds, out, title, thumbnails=thumbnails, verdict=verdict)
+
+
+def similar_gallery(query: dict, hits: list[dict], out: Path, query_pixels: np.ndarray | None = None) -> Path:
+    """The query CCD and its look-alikes as asinh-stretched thumbnails with captions."""
+    from query.report_gallery import similar_gallery_html
+    from query.thumbnails import thumbnail_png
+
+    def png(pixels: np.ndarray | None) -> bytes:
+        return thumbnail_png(pixels if pixels is not None else np.zeros((2, 1), np.float32), max_size=200)
+
+    first = query_pixels if query_pixels is not None else _pixels(query["path"], query["hdu"])
+    query_card = {
+        "png": png(first),
+        "caption": f"{query['expnum']}/{query['ccdname']}  {query.get('filter') or ''}",
+        "label": query.get("label"),
+    }
+    cards = [
+        {
+            "png": png(_pixels(h["path"], h["hdu"])),
+            "distance": h["distance"],
+            "label": h["label"],
+            "caption": f"{h['expnum']}/{h['ccdname']}  {h.get('filter') or ''}  L1={h['distance']:.3g}  "
+            f"label={h['label'] or '-'}",
+        }
+        for h in hits
+    ]
+    return similar_gallery_html(
+        query_card, cards, out, f"look-alikes of {query['expnum']}/{query['ccdname']}"
+    )
