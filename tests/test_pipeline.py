@@ -1,0 +1,108 @@
+"""The whole path on real FITS files from the simulator: ingest, labels, train, classify a new FILE,
+evaluate, pictures, and the demo command."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from ingest.engine import IngestOptions, ingest
+from ingest.label_import import import_labels
+from ingest.simulate import simulate_survey
+from query.classify import classify_exposures, classify_file
+from query.train import train
+from vecstore.cli import app
+from vecstore.config import Config
+from vecstore.models import Model
+from vecstore.store import Store
+
+CCDS = ["N4", "N5", "N10", "N11", "S4", "S5", "S10", "S11"]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    sim = simulate_survey(root / "sim", 36, ccd_shape=(256, 128), ccdnames=CCDS, seed=3, bad_fraction=0.5)
+    held_out = sim.exposures[-1]
+    (root / "later").mkdir()
+    moved = root / "later" / held_out.path.name
+    held_out.path.rename(moved)
+    store_path = root / "store"
+    with Store.create(store_path) as store:
+        ingest(store, [root / "sim"], IngestOptions(embedder="test_vit+qa", workers=0, release="sim"))
+        import_labels(store, sim.truth.bad_expid)
+        import_labels(store, sim.truth.delve_dir, "delve")
+        train(store, Config())
+    return store_path, moved, held_out
+
+
+def test_a_new_file_gets_the_verdict_it_gets_once_ingested(survey):
+    store_path, moved, held_out = survey
+    with Store.open(store_path) as store:
+        on_the_fly = classify_file(store, Model.current(store), moved, Config().classify)
+        assert store.scalar("SELECT count(*) FROM ccds WHERE expnum = ?", [held_out.expnum]) == 0  # not added
+    with Store.open(store_path, writable=True) as store:
+        ingest(store, [moved], IngestOptions(embedder="test_vit+qa", workers=0, release="sim"))
+        stored = classify_exposures(store, Model.current(store), [held_out.expnum], Config().classify)
+    assert len(on_the_fly) == 1
+    a, b = on_the_fly[0], stored[0]
+    assert a.verdict == b.verdict
+    assert [(c.ccd_id, c.verdict, c.probs) for c in a.ccds] == [
+        (c.ccd_id, c.verdict, c.probs) for c in b.ccds
+    ]
+    assert [[n["ccd_id"] for n in c.neighbours] for c in a.ccds] == [
+        [n["ccd_id"] for n in c.neighbours] for c in b.ccds
+    ]
+
+
+def test_cli_evaluate_and_pictures(survey, tmp_path):
+    store_path, moved, held_out = survey
+    result = runner.invoke(
+        app, ["--store", str(store_path), "evaluate", "--out", str(tmp_path / "r"), "--method", "pca"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "precision" in result.output and (tmp_path / "r" / "report.html").exists()
+    assert (tmp_path / "r" / "confusion_matrix.png").stat().st_size > 1000
+    page = tmp_path / "fp.html"
+    shown = runner.invoke(
+        app, ["--store", str(store_path), "classify", str(held_out.expnum), "--plot", str(page)]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert page.read_text().count("<img") == len(CCDS)
+    gallery = tmp_path / "g.html"
+    similar = runner.invoke(
+        app,
+        ["--store", str(store_path), "similar", f"{held_out.expnum}/N4", "-k", "6", "--html", str(gallery)],
+    )
+    assert similar.exit_code == 0, similar.output
+    assert gallery.read_text().count("<img") == 7
+
+
+def test_demo_prints_metrics_tables(tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "--store",
+            str(tmp_path / "demo"),
+            "demo",
+            "-n",
+            "40",
+            "--ccd-shape",
+            "256x128",
+            "--ccds",
+            "6",
+            "--workers",
+            "0",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "embedder qa: no DINOv2 weights" in result.output
+    for table in ("held-out CCDs", "held-out exposures"):
+        block = result.output.split(table, 1)[1]
+        assert re.search(r"^good\s+\d\.\d\d\s+\d\.\d\d\s+\d\.\d\d\s+\d+$", block, re.MULTILINE), block[:400]
+    assert (tmp_path / "demo" / "reports" / "v0001" / "report.html").exists()
+    again = runner.invoke(app, ["--store", str(tmp_path / "demo"), "demo"])
+    assert again.exit_code == 1 and "--fresh" in again.output

@@ -1,0 +1,103 @@
+"""vec train: split by exposure, balancing, and probabilities equal to scikit-learn's pipeline."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.feature_selection import VarianceThreshold
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler
+
+from query.classify import classify_vectors
+from query.train import build_training_set, train
+from tests.querydata import make_store
+from vecstore.config import Config, TrainConfig
+from vecstore.errors import VecError
+from vecstore.models import Model
+
+UNIFORM = Config(train=TrainConfig(downsample={}, class_weights={}))
+
+
+def test_no_exposure_in_both_splits_and_good_ccds_balance_bad(tmp_path):
+    store, truth = make_store(tmp_path / "s")
+    with store:
+        training = build_training_set(store, UNIFORM)
+    train_exp = {training.expnum_of[int(i)] for i in training.train_ids}
+    test_exp = {training.expnum_of[int(i)] for i in training.test_ids}
+    assert not train_exp & test_exp
+    train_counts = Counter(training.train_labels)
+    assert train_counts["good"] == sum(n for c, n in train_counts.items() if c != "good")
+    for category in ("PSF", "Ghost_Scatter", "Clouds_Transparency", "Out_of_Focus"):
+        exposures = {e for e in test_exp if truth[e] == category}
+        assert len(exposures) == 2  # 30 % of 6 exposures, per category (stratified)
+    assert all(
+        truth[training.expnum_of[int(i)]] == label
+        for i, label in zip(training.train_ids, training.train_labels, strict=True)
+    )
+
+
+def test_downsampling_and_class_weights_as_configured(tmp_path):
+    store, _ = make_store(tmp_path / "s", exposures_per_class=10)
+    with store:
+        config = Config()
+        result = train(store, config)
+        counts = result.training.counts()["train"]
+        weights = dict(zip(result.classes, result.class_weights, strict=True))
+    # 7 training exposures x 10 CCDs per class; Clouds kept at 1/3, Ghost_Scatter at 1/2
+    assert counts["PSF"] == 70 and counts["Out_of_Focus"] == 70
+    assert counts["Clouds_Transparency"] == round(70 / 3) and counts["Ghost_Scatter"] == 35
+    assert weights == pytest.approx(
+        {"good": 1.0, "PSF": 1.0, "Ghost_Scatter": 2.0, "Clouds_Transparency": 3.0, "Out_of_Focus": 1.0}
+    )
+
+
+def test_uniform_probabilities_equal_scikit_learn_pipeline(tmp_path):
+    store, _ = make_store(tmp_path / "s", spread=2.5)  # overlapping classes: probabilities between 0 and 1
+    with store:
+        result = train(store, UNIFORM)
+        model = Model.current(store)
+        test_ids = np.sort(result.training.test_ids)
+        _, test_vectors = store.load_embeddings(test_ids)
+        train_ids = result.training.train_ids
+        order = np.argsort(train_ids)
+        _, train_vectors = store.load_embeddings(train_ids)  # sorted by id
+        train_labels = np.array(result.training.train_labels)[order]
+        _, probs, _ = classify_vectors(store, model, test_vectors, UNIFORM.classify)
+    reference = Pipeline(
+        [
+            ("scaler", MinMaxScaler()),
+            ("pca", PCA(15, svd_solver="full")),
+            ("threshold", VarianceThreshold(0.001)),
+            ("knn", KNeighborsClassifier(n_neighbors=7, p=1)),
+        ]
+    ).fit(train_vectors.astype(np.float64), train_labels)
+    expected = reference.predict_proba(test_vectors.astype(np.float64))
+    columns = [list(reference.classes_).index(c) for c in model.classes]
+    assert 0 < (expected > 0).sum(axis=1).max() and ((expected > 0) & (expected < 1)).any()
+    np.testing.assert_allclose(probs, expected[:, columns], atol=1e-9)
+
+
+def test_model_version_and_settings_in_catalog(tmp_path):
+    store, _ = make_store(tmp_path / "s")
+    with store:
+        first = train(store, UNIFORM).version
+        second = train(store, replace(UNIFORM, train=replace(UNIFORM.train, seed=3))).version
+        rows = store.query("SELECT version, n_train, n_test FROM models ORDER BY version").to_pylist()
+        splits = store.query("SELECT version, count(*) AS n FROM splits GROUP BY version ORDER BY version")
+    assert (first, second) == ("v0001", "v0002")
+    assert [r["version"] for r in rows] == ["v0001", "v0002"]
+    assert splits.column("n").to_pylist() == [rows[0]["n_train"] + rows[0]["n_test"]] * 1 + [
+        rows[1]["n_train"] + rows[1]["n_test"]
+    ]
+
+
+def test_training_without_labels_is_a_clear_error(tmp_path):
+    from vecstore.store import Store
+
+    with Store.create(tmp_path / "s") as store, pytest.raises(VecError, match="no labelled ingested CCDs"):
+        train(store, UNIFORM)
