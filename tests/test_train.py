@@ -78,7 +78,7 @@ def test_uniform_probabilities_equal_scikit_learn_pipeline(tmp_path):
     ).fit(train_vectors.astype(np.float64), train_labels)
     expected = reference.predict_proba(test_vectors.astype(np.float64))
     columns = [list(reference.classes_).index(c) for c in model.classes]
-    assert 0 < (expected > 0).sum(axis=1).max() and ((expected > 0) & (expected < 1)).any()
+    assert (expected > 0).sum(axis=1).max() > 0 and ((expected > 0) & (expected < 1)).any()
     np.testing.assert_allclose(probs, expected[:, columns], atol=1e-9)
 
 
