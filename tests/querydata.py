@@ -38,7 +38,7 @@ def make_store(
         truth[expnum] = category
         expnum += 1
     store = Store.create(path, config=config)
-    store.ensure_provenance(Provenance("synthetic", "none", DIM, "seed:%d" % seed))
+    store.ensure_provenance(Provenance("synthetic", "none", DIM, f"seed:{seed}"))
     for e, category in truth.items():
         rows = [
             {
