@@ -11,9 +11,10 @@ $(VENV)/.installed: pyproject.toml scripts/install.sh
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed  ## vec's main job on the embedded default store with simulated DECam data
-	$(VENV)/bin/vec --store demo-store demo
+	$(VENV)/bin/vec --store demo-store demo --fresh
 
 test: $(VENV)/.installed  ## the test suite (what CI runs)
+	bash scripts/install-browser.sh
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed

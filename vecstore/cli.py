@@ -11,7 +11,6 @@ import os
 import sys
 from pathlib import Path
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -22,11 +21,11 @@ from vecstore.errors import VecError
 class _VecGroup(TyperGroup):
     """Turns a VecError anywhere below into one line on stderr and exit code 1."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except VecError as exc:
-            click.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {exc}", err=True)
             ctx.exit(1)
 
 
