@@ -72,6 +72,15 @@ class IngestSummary:
     failures: list[tuple[str, str | None, str]] = field(default_factory=list)
     seconds: float = 0.0
 
+    def counts(self) -> dict[str, float]:
+        """What the run's row in ``runs`` records."""
+        return {
+            "ingested": self.ingested,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 2),
+        }
+
     @property
     def rate(self) -> float:
         return self.ingested / self.seconds if self.seconds else 0.0
@@ -290,16 +299,7 @@ def ingest(
     finally:
         summary.seconds = time.monotonic() - started
         corpus.save()
-        store.finish_run(
-            run_id,
-            status,
-            {
-                "ingested": summary.ingested,
-                "skipped": summary.skipped,
-                "failed": summary.failed,
-                "seconds": round(summary.seconds, 2),
-            },
-        )
+        store.finish_run(run_id, status, summary.counts())
     return summary
 
 

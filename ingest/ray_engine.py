@@ -364,17 +364,7 @@ def ingest_ray(
         summary.seconds = time.monotonic() - started
         if started_ray:
             import_ray().shutdown()
-        store.finish_run(
-            run_id,
-            status,
-            {
-                "ingested": summary.ingested,
-                "skipped": summary.skipped,
-                "failed": summary.failed,
-                "seconds": round(summary.seconds, 2),
-                "engine": "ray",
-            },
-        )
+        store.finish_run(run_id, status, {**summary.counts(), "engine": "ray"})
     return summary
 
 

@@ -108,7 +108,10 @@ def sklearn_pipeline(n_components: int = 15, variance_threshold: float = 0.001, 
 
 def from_sklearn(pipeline) -> PostProcessor:
     """Extract the fitted arrays of a fitted :func:`sklearn_pipeline`."""
-    scaler, pca, threshold = (pipeline.named_steps[k] for k in ("scaler", "pca", "threshold"))
+    return _from_steps(*(pipeline.named_steps[k] for k in ("scaler", "pca", "threshold")))
+
+
+def _from_steps(scaler, pca, threshold, column_weights: np.ndarray | None = None) -> PostProcessor:
     if getattr(pca, "whiten", False):
         raise VecError("whitened PCA is not supported by the stored post-processor")
     return PostProcessor(
@@ -119,6 +122,7 @@ def from_sklearn(pipeline) -> PostProcessor:
         keep=threshold.get_support(),
         n_components=int(pca.n_components_),
         variance_threshold=float(threshold.threshold),
+        column_weights=column_weights,
     )
 
 
@@ -174,13 +178,4 @@ def _fit_blocks(
     weighted = scaled * weights
     pca = pipeline.named_steps["pca"].fit(weighted)
     threshold = pipeline.named_steps["threshold"].fit(pca.transform(weighted))
-    return PostProcessor(
-        scale=scaler.scale_.astype(np.float64),
-        offset=scaler.min_.astype(np.float64),
-        pca_mean=pca.mean_.astype(np.float64),
-        pca_components=pca.components_.astype(np.float64),
-        keep=threshold.get_support(),
-        n_components=int(pca.n_components_),
-        variance_threshold=float(threshold.threshold),
-        column_weights=weights,
-    )
+    return _from_steps(scaler, pca, threshold, column_weights=weights)
