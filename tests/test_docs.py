@@ -30,8 +30,22 @@ COMMANDS = _commands(get_command(app))
 
 def test_there_are_commands():
     names = {name for name, _ in COMMANDS}
-    assert {"init", "info", "sql", "ingest", "labels import", "labels summary", "train", "evaluate", "classify",
-            "similar", "export", "simulate", "demo", "merge"} <= names
+    assert {
+        "init",
+        "info",
+        "sql",
+        "ingest",
+        "labels import",
+        "labels summary",
+        "train",
+        "evaluate",
+        "classify",
+        "similar",
+        "export",
+        "simulate",
+        "demo",
+        "merge",
+    } <= names
 
 
 @pytest.mark.parametrize(("name", "command"), COMMANDS, ids=[n for n, _ in COMMANDS])
