@@ -38,16 +38,16 @@ from vecstore.store import Store, remove_store
 
 @dataclass(frozen=True)
 class DemoOptions:
-    exposures: int = 60
+    exposures: int = 200
     ccd_shape: tuple[int, int] = (1024, 512)
-    ccds_per_exposure: int = 16
+    ccds_per_exposure: int = 8
     embedder: str | None = None
     weights: str | None = None
     workers: int = 2
     seed: int = 0
     fresh: bool = False
     labelled_fraction: float = 0.6  # exposures whose truth labels are imported; the rest are classified
-    bad_fraction: float = 0.45
+    bad_fraction: float = 0.6
 
 
 @dataclass

@@ -25,6 +25,7 @@ from ingest.categories import CATEGORIES
 from query.labels import GOOD, labelled_expnums, resolve_ccd_categories
 from vecstore.config import Config
 from vecstore.errors import VecError
+from vecstore.index import validate_spec
 from vecstore.models import ReferenceSet, write_model
 from vecstore.postprocess import fit_postprocessor
 from vecstore.store import Store
@@ -180,6 +181,8 @@ def class_table(labels: list[str], weights: dict[str, float]) -> tuple[tuple[str
 
 def train(store: Store, config: Config, *, tune: bool = False, n_iter: int = 40) -> TrainResult:
     """Build the training set, optionally tune, fit, index and save a new model version."""
+    for spec in (config.index.reference, config.index.corpus):
+        validate_spec(spec)  # refuse a bad index before minutes of fitting
     training = build_training_set(store, config)
     n_components, threshold, k = (
         config.postprocess.n_components,

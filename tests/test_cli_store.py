@@ -99,3 +99,50 @@ def test_bad_config_is_refused(filled, tmp_path):
     bad.write_text("[store]\nnope = 1\n")
     result = vec("--store", str(filled), "--config", str(bad), "info")
     assert result.exit_code == 1 and "unknown key" in result.output
+
+
+def test_bad_factory_string_is_refused_by_the_cli(tmp_path):
+    from tests.querydata import make_store
+
+    store, _ = make_store(tmp_path / "q")
+    store.close()
+    config = tmp_path / "c.toml"
+    config.write_text('[index]\ncorpus = "HNSW32,SQ8"\n')
+    result = vec("--store", str(tmp_path / "q"), "--config", str(config), "train")
+    assert result.exit_code == 1
+    assert "HNSW32,SQ8" in result.output and "quantiser" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_another_embedder_is_refused_by_the_cli(tmp_path):
+    from tests.fitsfactory import write_cp_exposure
+
+    write_cp_exposure(tmp_path / "a.fits.fz", 650001, ["N1"])
+    store = str(tmp_path / "s")
+    first = vec(
+        "--store",
+        store,
+        "ingest",
+        str(tmp_path / "a.fits.fz"),
+        "--release",
+        "t",
+        "--embedder",
+        "test_vit",
+        "--workers",
+        "0",
+    )
+    assert first.exit_code == 0, first.output
+    second = vec(
+        "--store",
+        store,
+        "ingest",
+        str(tmp_path / "a.fits.fz"),
+        "--release",
+        "t",
+        "--embedder",
+        "qa",
+        "--workers",
+        "0",
+    )
+    assert second.exit_code == 1
+    assert "test_vit" in second.output and "'qa'" in second.output

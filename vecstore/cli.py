@@ -516,11 +516,11 @@ def _parse_shape(text: str) -> tuple[int, int]:
 @app.command()
 def demo(
     ctx: typer.Context,
-    exposures: int = typer.Option(60, "--exposures", "-n", help="Simulated exposures."),
+    exposures: int = typer.Option(200, "--exposures", "-n", help="Simulated exposures."),
     ccd_shape: str = typer.Option(
         "1024x512", "--ccd-shape", help="ROWSxCOLS per CCD (full DECam: 4094x2046)."
     ),
-    ccds_per_exposure: int = typer.Option(16, "--ccds", help="CCDs per exposure (up to 61)."),
+    ccds_per_exposure: int = typer.Option(8, "--ccds", help="CCDs per exposure (up to 61)."),
     embedder: str | None = typer.Option(
         None, "--embedder", help="Default: dinov2+qa with --weights, else qa."
     ),
