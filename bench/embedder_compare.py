@@ -56,10 +56,8 @@ def table(results: dict[str, dict], level: str) -> str:
             (results[n][level][category]["support"] for n in names if category in results[n][level]), 0
         )
         lines.append(f"{category:<22}" + "".join(cells) + f"   (n={int(support)})")
-    macro = "".join(
-        f"{results[n][level]['macro avg']['precision']:>14.2f}{results[n][level]['macro avg']['recall']:>14.2f}"
-        for n in names
-    )
+    averages = [results[n][level]["macro avg"] for n in names]
+    macro = "".join(f"{a['precision']:>14.2f}{a['recall']:>14.2f}" for a in averages)
     lines.append(f"{'macro avg':<22}{macro}")
     return "\n".join(lines)
 
