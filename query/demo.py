@@ -118,7 +118,7 @@ def _truth(sim) -> tuple[dict[tuple[int, str], str], dict[int, str]]:
     return per_ccd, per_exposure
 
 
-def score_held_out(store: Store, sim, held_out: set[int], run_id: int) -> tuple[dict, dict, list[str]]:
+def score_held_out(store: Store, sim, held_out: set[int], run_id: int) -> tuple[dict, dict, list[str], dict]:
     """Per-category precision/recall of the classify run on held-out exposures, for CCDs and exposures.
 
     CCDs are scored twice: by their top class (what the neighbours say) and with the probability cut (what
@@ -154,7 +154,7 @@ def score_held_out(store: Store, sim, held_out: set[int], run_id: int) -> tuple[
         format_report(ccd_report, f"held-out CCDs ({len(ccd_true)}): with the probability cut (vec's label)"),
         format_report(exp_report, f"held-out exposures ({len(exp_true)}): the vote vs simulator truth"),
     ]
-    return ccd_report, exp_report, texts
+    return ccd_report, exp_report, texts, top_report
 
 
 def _top_class(probs_json: str) -> str:
@@ -227,7 +227,7 @@ def run_demo(
         evaluation = evaluate(store, config, store_path / "reports" / trained.version, method="tsne")
         echo("[6/7] classifying the held-out exposures")
         run = classify_all(store, Model.current(store), config.classify)
-        ccd_report, exp_report, texts = score_held_out(store, sim, held_out, run.run_id)
+        ccd_report, exp_report, texts, _ = score_held_out(store, sim, held_out, run.run_id)
         bad_list = data / "vec-bad_expid.txt"
         bad_list.write_text(badexp_text(bad_exposures(store, run.run_id)))
         focal = _focal_plane_page(store, run.run_id, store_path / "reports" / "focal-plane.html")
