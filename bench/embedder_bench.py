@@ -4,7 +4,7 @@ The weight-free ``qa`` embedder against a random-weight ViT (``test_vit``, the a
 training: what a ViT gives before it has learned anything) and their hybrid. Same simulated survey, same
 labelled subset, same training settings and vote; only the vectors differ.
 
-    python bench/embedder_compare.py [--quick] [--exposures 120] [--ccds 16] [--shape 512x256]
+    python bench/embedder_bench.py [--quick] [--exposures 120] [--ccds 16] [--shape 512x256]
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--ccds", type=int, default=16)
     parser.add_argument("--shape", default="512x256")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results-dir", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     n, ccds, shape = (
         (24, 6, (128, 64))
@@ -102,9 +103,9 @@ def main() -> None:
         "seconds per embedder (ingest + train + classify): "
         + ", ".join(f"{k} {v['seconds']:.0f}" for k, v in results.items())
     )
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "embedder_compare.json").write_text(
+    out = args.results_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"embedder_bench{'.quick' if args.quick else ''}.json").write_text(
         json.dumps(
             {
                 k: {"ccd": v["ccd"], "exposure": v["exposure"], "seconds": v["seconds"]}

@@ -1,0 +1,36 @@
+"""Every benchmark runs in its quick form and prints a table; no timing is asserted (numbers: bench/)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = sorted(p.stem for p in (ROOT / "bench").glob("*_bench.py"))
+
+
+def test_all_benchmarks_are_listed_in_run_all():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import run_all
+    finally:
+        sys.path.pop(0)
+    assert sorted(run_all.BENCHMARKS) == BENCHMARKS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_quick_benchmark_prints_a_table(name, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / f"{name}.py"), "--quick", "--results-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "---" in result.stdout  # a table's rule line
+    assert list(tmp_path.glob("*.json")), "no results file written"
