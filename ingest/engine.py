@@ -335,7 +335,8 @@ def _commit(
         committed = store.commit_batch(summary.run_id, result.rows, result.vectors)
         summary.ingested += committed.n_added
         summary.skipped += committed.n_already_committed
-        corpus.add(np.array([r["ccd_id"] for r in result.rows], dtype=np.int64), result.vectors)
+        new = committed.added
+        corpus.add(np.array([r["ccd_id"] for r in result.rows], dtype=np.int64)[new], result.vectors[new])
 
 
 def _record(store: Store, summary: IngestSummary, failures: list[tuple], options: IngestOptions) -> None:
@@ -356,6 +357,8 @@ class _CorpusUpdater:
         from vecstore.models import Model, current_version
 
         self.model = Model(store, current_version(store)) if current_version(store) else None
+        if self.model is not None:
+            self.model.corpus_index()  # load and catch up now, before this run commits anything
         self.save_every_s = save_every_s
         self.last_save = time.monotonic()
 

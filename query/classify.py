@@ -196,7 +196,7 @@ def classify_file(
     verdict it will get once ingested.
     """
     from ingest.embedders import create_embedder
-    from ingest.engine import embedder_provenance, sample_ccds
+    from ingest.engine import embedder_provenance
     from ingest.reader import read_ccd
     from ingest.sources import expand_sources
 
@@ -210,8 +210,7 @@ def classify_file(
     if not scan.tasks:
         reasons = "; ".join(f.reason for f in scan.failures) or "no CCD image HDUs"
         raise VecError(f"{path}: nothing to classify ({reasons})")
-    tasks = sample_ccds(scan.tasks, 0, cfg.seed)
-    metas, images = zip(*(read_ccd(task) for task in tasks), strict=True)
+    metas, images = zip(*(read_ccd(task) for task in scan.tasks), strict=True)
     ids = np.array([m.ccd_id for m in metas], dtype=np.int64)
     expnums = sorted({m.expnum for m in metas})
     keep = np.ones(len(ids), dtype=bool)

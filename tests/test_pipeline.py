@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -13,6 +14,7 @@ from ingest.label_import import import_labels
 from ingest.simulate import simulate_survey
 from query.classify import classify_exposures, classify_file
 from query.train import train
+from vecstore import index as vindex
 from vecstore.cli import app
 from vecstore.config import Config
 from vecstore.models import Model
@@ -47,6 +49,10 @@ def test_a_new_file_gets_the_verdict_it_gets_once_ingested(survey):
     with Store.open(store_path, writable=True) as store:
         ingest(store, [moved], IngestOptions(embedder="test_vit+qa", workers=0, release="sim"))
         stored = classify_exposures(store, Model.current(store), [held_out.expnum], Config().classify)
+        saved = vindex.load_index(Model.current(store).dir / "corpus.faiss")  # as the ingest saved it
+    ids = vindex.index_ids(saved)
+    assert len(ids) == len(np.unique(ids))  # no CCD twice in the corpus index
+    assert {c.ccd_id for c in stored[0].ccds} <= set(ids.tolist())  # the new CCDs were added at commit
     assert len(on_the_fly) == 1
     a, b = on_the_fly[0], stored[0]
     assert a.verdict == b.verdict

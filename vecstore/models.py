@@ -166,11 +166,14 @@ class Model:
         return int(len(missing))
 
     def add_to_corpus(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add freshly committed raw vectors (an ingest after training) so search sees them at once."""
+        """Add freshly committed raw vectors (an ingest after training) so search sees them at once.
+
+        ``ids`` must be new to the catalog since this model was loaded (what ``commit_batch`` reports as
+        added): the index caught up with every earlier commit when it was loaded, so they are not in it.
+        """
         index = self.corpus_index()
-        new = ~np.isin(ids, vindex.index_ids(index))
-        if new.any():
-            vindex.add_vectors(index, self.postprocessor.transform(vectors[new]), ids[new])
+        if len(ids):
+            vindex.add_vectors(index, self.postprocessor.transform(vectors), ids)
 
     def save_corpus(self) -> None:
         if self._corpus is not None:

@@ -70,6 +70,7 @@ class CommitResult:
     part_id: int | None
     n_added: int
     n_already_committed: int
+    added: np.ndarray | None = None  # boolean mask over the batch's rows: the ones this commit stored
 
 
 def ccd_rows_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -268,7 +269,8 @@ class Store:
         keep &= np.isin(np.arange(len(ids)), first)
         n_skipped = int((~keep).sum())
         if not keep.any():
-            return CommitResult(None, 0, n_skipped)
+            return CommitResult(None, 0, n_skipped, keep)
+        added = keep.copy()
         rows = [r for r, k in zip(rows, keep, strict=True) if k]
         ids, vectors = ids[keep], vectors[keep]
         dtype = self.config.store.embedding_dtype
@@ -295,7 +297,7 @@ class Store:
             )
             con.unregister("batch")
         committed.update(ids.tolist())
-        return CommitResult(part_id, len(ids), n_skipped)
+        return CommitResult(part_id, len(ids), n_skipped, added)
 
     def _next_part_id(self) -> int:
         # Only the lock-holding writer allocates part ids, so a counter read once is enough.
