@@ -276,18 +276,18 @@ def ingest(
     summary = IngestSummary(run_id=run_id)
     source_failures = [tuple(f) for f in scan.failures]
     committed = store.committed_ids()
-    corpus = _CorpusUpdater(store, options.index_save_every_s)
+    corpus = CorpusUpdater(store, options.index_save_every_s)
     started = time.monotonic()
     status = "interrupted"
     try:
-        _record(store, summary, source_failures, options)
+        record_batch_failures(store, summary, source_failures, options)
         if len(devices) == 1:
             embedder.to(devices[0])
             results = embed_shard(embedder, tasks, committed, options)
         else:
             results = _multi_device_results(devices, tasks, committed, options)
         for result in results:
-            _commit(store, summary, result, options, corpus)
+            commit_result(store, summary, result, options, corpus)
             summary.seconds = time.monotonic() - started
             if progress:
                 progress(
@@ -326,10 +326,11 @@ def record_vector_layout(store: Store, embedder: Embedder) -> None:
         store.set_meta(layout)
 
 
-def _commit(
+def commit_result(
     store: Store, summary: IngestSummary, result: BatchResult, options: IngestOptions, corpus
 ) -> None:
-    _record(store, summary, result.failures, options)
+    """Make one batch durable and count it: failures, the commit, the corpus index (every engine)."""
+    record_batch_failures(store, summary, result.failures, options)
     summary.skipped += result.n_skipped
     if result.rows:
         committed = store.commit_batch(summary.run_id, result.rows, result.vectors)
@@ -339,7 +340,10 @@ def _commit(
         corpus.add(np.array([r["ccd_id"] for r in result.rows], dtype=np.int64)[new], result.vectors[new])
 
 
-def _record(store: Store, summary: IngestSummary, failures: list[tuple], options: IngestOptions) -> None:
+def record_batch_failures(
+    store: Store, summary: IngestSummary, failures: list[tuple], options: IngestOptions
+) -> None:
+    """Keep failure rows; with ``--on-bad-ccd error`` stop at the first one (after recording it)."""
     if not failures:
         return
     store.record_failures(summary.run_id, [(path, hdu, None, reason) for path, hdu, reason in failures])
@@ -350,7 +354,7 @@ def _record(store: Store, summary: IngestSummary, failures: list[tuple], options
         raise BadInputError(f"{path}, HDU {hdu}: {reason} (stopping: --on-bad-ccd error)")
 
 
-class _CorpusUpdater:
+class CorpusUpdater:
     """Keeps the current model's corpus index up to date during an ingest, saving it now and then."""
 
     def __init__(self, store: Store, save_every_s: float):

@@ -49,12 +49,12 @@ from ingest.embedders import Embedder, create_embedder
 from ingest.engine import (
     BatchResult,
     CCDDataset,
+    CorpusUpdater,
     IngestOptions,
     IngestSummary,
-    _commit,
-    _CorpusUpdater,
-    _record,
+    commit_result,
     embedder_provenance,
+    record_batch_failures,
     sample_ccds,
     worker_transform,
 )
@@ -344,9 +344,9 @@ def ingest_ray(
     status = "interrupted"
     started_ray = False
     try:
-        _record(store, summary, source_failures, options)
+        record_batch_failures(store, summary, source_failures, options)
         committed = store.committed_ids()
-        corpus = _CorpusUpdater(store, options.index_save_every_s)
+        corpus = CorpusUpdater(store, options.index_save_every_s)
         if tasks:
             started_ray = connect_ray(address, num_cpus)
             _run_pipeline(
@@ -384,7 +384,7 @@ def _run_pipeline(
     dataset = build_pipeline(tasks, committed, embedder, options, plan)
     try:
         for result in batch_results(dataset, options.batch_size):
-            _commit(store, summary, result, options, corpus)
+            commit_result(store, summary, result, options, corpus)
             report()
     except ray.exceptions.RayError as exc:
         raise VecError(f"the Ray pipeline failed: {_error_summary(exc)}") from exc
