@@ -112,3 +112,19 @@ def test_demo_prints_metrics_tables(tmp_path):
     assert (tmp_path / "demo" / "reports" / "v0001" / "report.html").exists()
     again = runner.invoke(app, ["--store", str(tmp_path / "demo"), "demo"])
     assert again.exit_code == 1 and "--fresh" in again.output
+
+
+def test_classify_file_with_add_ingests_it(survey, tmp_path):
+    store_path, _, _ = survey
+    late = simulate_survey(
+        tmp_path / "late", 1, ccd_shape=(256, 128), ccdnames=CCDS, seed=9, first_expnum=990001
+    )
+    path = late.exposures[0].path
+    result = runner.invoke(
+        app, ["--store", str(store_path), "classify", str(path), "--add", "--release", "late"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "exposure 990001:" in result.output
+    with Store.open(store_path) as store:
+        rows = store.query("SELECT release, count(*) AS n FROM ccds WHERE expnum = 990001 GROUP BY release")
+    assert rows.to_pylist() == [{"release": "late", "n": len(CCDS)}]

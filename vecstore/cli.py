@@ -314,7 +314,9 @@ def classify(
     all_exposures: bool = typer.Option(
         False, "--all", help="Classify every unlabelled exposure into tables."
     ),
-    release: str | None = typer.Option(None, "--release", help="With --all: only this release."),
+    release: str | None = typer.Option(
+        None, "--release", help="With --all: only this release; with --add: the release tag of the new CCDs."
+    ),
     run: int | None = typer.Option(None, "--run", help="With --all: resume this run id."),
     all_ccds: bool = typer.Option(False, "--all-ccds", help="Use every CCD instead of the seeded draw."),
     k: int | None = typer.Option(None, "-k", help="Neighbours per CCD [config: classify.k]."),
@@ -373,7 +375,7 @@ def classify(
                 store,
                 files,
                 IngestOptions(
-                    release="classify-add",
+                    release=release or "classify-add",
                     embedder=prov.embedder,
                     weights=str(weights) if weights else None,
                     workers=0,
