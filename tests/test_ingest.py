@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -191,3 +192,34 @@ def test_cli_ingest_prints_a_summary_and_failures(tmp_path):
     assert result.exit_code == 0, result.output
     assert "ingested 2 CCDs, skipped 0 already in the store, failed 1" in result.output
     assert "broken.fits.fz" in result.output and "empty file" in result.output
+
+
+def test_qa_features_are_queryable_by_name(tmp_path):
+    from ingest.qa import QA_FEATURE_NAMES, qa_features
+    from ingest.reader import CCDTask, read_ccd
+
+    store = str(tmp_path / "s")
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        ["--store", store, "ingest", str(CUTOUT_DIR), "--release", "t", "--embedder", "qa", "--workers", "0"],
+    )
+    assert result.exit_code == 0, result.output
+    out = runner.invoke(
+        app,
+        [
+            "--store",
+            store,
+            "sql",
+            "SELECT c.path, c.hdu, f.* FROM features f JOIN ccds c USING (ccd_id) ORDER BY ccd_id LIMIT 1",
+            "--format",
+            "json",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    row = json.loads(out.output)[0]
+    assert set(QA_FEATURE_NAMES) <= set(row)
+    meta, pixels = read_ccd(CCDTask(row["path"], row["hdu"]))
+    expected = qa_features(pixels, exptime=meta.exptime)
+    for name, value in zip(QA_FEATURE_NAMES, expected, strict=True):  # stored as float16 by default
+        assert row[name] == pytest.approx(float(value), rel=2e-3, abs=1e-3), name
