@@ -19,6 +19,7 @@ from sklearn.metrics import classification_report, precision_recall_fscore_suppo
 from ingest.categories import CATEGORIES
 from query.classify import classify_exposures, classify_vectors
 from query.labels import GOOD, resolve_ccd_categories
+from query.vote import ccd_verdicts
 from vecstore.config import Config
 from vecstore.errors import VecError
 from vecstore.models import Model
@@ -51,9 +52,30 @@ def _test_split(store: Store, version: str) -> tuple[np.ndarray, list[str]]:
     return np.array(table["ccd_id"], dtype=np.int64), table["category"]
 
 
+def cut_sweep(
+    truth: list[str], probs: np.ndarray, classes: tuple[str, ...], cuts=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+) -> str:
+    """Bad-vs-good precision and recall of the test CCDs at several cuts, to choose one with data."""
+    lines = [
+        "probability cut -> test CCDs called bad: precision, recall (bad vs good), macro F1 over classes",
+        f"{'cut':>5}{'precision':>11}{'recall':>8}{'macro F1':>10}",
+    ]
+    is_bad = np.array([t != GOOD for t in truth])
+    for cut in cuts:
+        labels = [v.label for v in ccd_verdicts(probs, classes, cut)]
+        called = np.array([label != GOOD for label in labels])
+        precision = float((called & is_bad).sum() / max(called.sum(), 1))
+        recall = float((called & is_bad).sum() / max(is_bad.sum(), 1))
+        macro = classification_report(truth, labels, output_dict=True, zero_division=0)["macro avg"][
+            "f1-score"
+        ]
+        lines.append(f"{cut:>5.2f}{precision:>11.2f}{recall:>8.2f}{macro:>10.2f}")
+    return "\n".join(lines)
+
+
 def ccd_level(
     store: Store, model: Model, config: Config
-) -> tuple[dict, dict, list[str], list[str], list[str]]:
+) -> tuple[dict, dict, list[str], list[str], list[str], str]:
     ids, truth = _test_split(store, model.version)
     _, vectors = store.load_embeddings(ids)
     verdicts, probs, _ = classify_vectors(store, model, vectors, config.classify)
@@ -62,7 +84,7 @@ def ccd_level(
     labels = _labels_in(truth, argmax, with_cut)
     report = classification_report(truth, argmax, labels=labels, output_dict=True, zero_division=0)
     report_cut = classification_report(truth, with_cut, labels=labels, output_dict=True, zero_division=0)
-    return report, report_cut, truth, with_cut, labels
+    return report, report_cut, truth, with_cut, labels, cut_sweep(truth, probs, model.classes)
 
 
 def exposure_truth(store: Store, expnums: list[int]) -> dict[int, str]:
@@ -149,11 +171,12 @@ def evaluate(
     from query.report_eval import confusion_matrix_png, embedding_3d, evaluation_html, hdbscan_summary
 
     model = Model.current(store)
-    report, report_cut, truth, with_cut, labels = ccd_level(store, model, config)
+    report, report_cut, truth, with_cut, labels, sweep = ccd_level(store, model, config)
     exp_report, binary, _, _ = exposure_level(store, model, config)
     texts = [
         ("CCDs (top class, no cut)", format_report(report, f"test CCDs of model {model.version}, argmax")),
         ("CCDs (probability cut)", format_report(report_cut, f"with prob >= {config.classify.prob_cut}")),
+        ("Choosing the cut", sweep),
         (
             "Exposures (vote)",
             format_report(

@@ -67,3 +67,16 @@ def test_exposure_category_is_the_most_frequent_then_most_probable():
 
 def test_no_ccds_is_good_not_an_error():
     assert not exposure_vote([], 3).is_bad
+
+
+def test_cut_sweep_counts_bad_calls_at_each_cut():
+    from query.evaluate import cut_sweep
+
+    probs = np.array([[0.0, 1.0, 0.0, 0.0], [0.3, 0.7, 0.0, 0.0], [0.4, 0.0, 0.6, 0.0], [0.8, 0.2, 0.0, 0.0]])
+    truth = ["Clouds_Transparency", "Clouds_Transparency", "good", "good"]
+    rows = {
+        line.split()[0]: line.split()[1:3]
+        for line in cut_sweep(truth, probs, CLASSES, (0.5, 0.9)).splitlines()[2:]
+    }
+    assert rows["0.50"] == ["0.67", "1.00"]  # three called bad (one wrongly), both bad ones found
+    assert rows["0.90"] == ["1.00", "0.50"]  # only the unanimous one
