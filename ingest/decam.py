@@ -62,11 +62,6 @@ def ccd_id_for(expnum: int, ccdnum: int) -> int:
     return int(expnum) * 100 + int(ccdnum)
 
 
-def split_ccd_id(ccd_id: int) -> tuple[int, int]:
-    """Inverse of :func:`ccd_id_for`: ``(expnum, ccdnum)``."""
-    return int(ccd_id) // 100, int(ccd_id) % 100
-
-
 def focal_plane_positions() -> dict[str, tuple[float, float]]:
     """Centre of each CCD in focal-plane units (one unit = a CCD's short side; long side = 2 units).
 

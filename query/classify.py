@@ -6,6 +6,7 @@ and ``--all`` runs that write ``ccd_predictions`` / ``exposure_predictions`` tab
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -225,7 +226,7 @@ def classify_file(
             ),
         )
     order = np.flatnonzero(keep)[np.argsort(ids[keep])]
-    vectors = embedder.embed_images([images[i] for i in order], [_meta_dict(metas[i]) for i in order])
+    vectors = embedder.embed_images([images[i] for i in order], [dataclasses.asdict(metas[i]) for i in order])
     vectors = _as_stored(vectors, store)
     results = _results(
         store,
@@ -247,14 +248,8 @@ def classify_file(
     ]
 
 
-def _meta_dict(meta) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(meta)
-
-
 def _as_stored(vectors: np.ndarray, store: Store) -> np.ndarray:
-    dtype = np.float16 if store.config.store.embedding_dtype == "float16" else np.float32
+    dtype = np.float16 if store.embedding_dtype == "float16" else np.float32
     return vectors.astype(dtype).astype(np.float32)
 
 

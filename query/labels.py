@@ -16,7 +16,6 @@ from ingest.categories import CATEGORIES
 from vecstore.store import Store
 
 GOOD = "good"
-SOURCE_GROUPS = {"decals-badexp": "decals", "delve": "des_delve", "des-fits": "des_delve"}
 
 
 def resolve_ccd_categories(store: Store) -> dict[int, str]:

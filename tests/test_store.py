@@ -138,3 +138,18 @@ def test_runs_and_failures_are_recorded(store):
     assert store.query("SELECT hdu, reason FROM failures").to_pylist() == [
         {"hdu": "N4", "reason": "all pixels are NaN"}
     ]
+
+
+def test_the_on_disk_dtype_is_the_stores_not_the_later_configs(tmp_path):
+    from vecstore.config import Config, StoreConfig
+
+    with Store.create(tmp_path / "s", config=Config(store=StoreConfig(embedding_dtype="float32"))):
+        pass
+    with Store.open(tmp_path / "s", writable=True) as store:  # default config says float16
+        assert store.embedding_dtype == "float32"
+        rows = batch_rows(0, 3)
+        store.commit_batch(None, rows, batch_vectors(rows))
+        assert store.query("SELECT DISTINCT dtype FROM embedding_parts").column("dtype").to_pylist() == [
+            "float32"
+        ]
+        assert store.load_embeddings()[1].tobytes() == batch_vectors(rows).tobytes()

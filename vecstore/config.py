@@ -6,7 +6,6 @@ an unknown section or key is an error (a typo must not silently fall back to a d
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -147,10 +146,6 @@ def load_config(path: str | Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     return overlay(config, data, source=str(path))
-
-
-def as_dict(config: Config) -> dict[str, Any]:
-    return dataclasses.asdict(config)
 
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "default.toml"

@@ -92,10 +92,10 @@ def merge_stores(
     try:
         dest_exists = (dest / catalog.CATALOG_FILE).exists()
         if not dest_exists:  # check before creating, so a refused merge leaves no empty store behind
-            provenance = _check_mergeable(opened, config or Config())
+            provenance = _check_mergeable(opened, (config or Config()).store.embedding_dtype)
         with Store.create(dest, config=config) as target:
             if dest_exists:
-                provenance = _check_mergeable([target, *opened], target.config)
+                provenance = _check_mergeable([target, *opened], target.embedding_dtype)
             if provenance is not None:
                 target.ensure_provenance(provenance)
             return _copy_all(target, opened, chunk_rows, progress)
@@ -133,10 +133,10 @@ def _common_provenance(stores: list[Store]) -> Provenance | None:
     return None if first is None else first[1]
 
 
-def _check_mergeable(stores: list[Store], dest_config: Config) -> Provenance | None:
+def _check_mergeable(stores: list[Store], dest_dtype: str) -> Provenance | None:
     """Refuse stores that cannot be merged (see module doc); returns their common provenance."""
     provenance = _common_provenance(stores)
-    _check_duplicates_agree(stores, dest_config.store.embedding_dtype)
+    _check_duplicates_agree(stores, dest_dtype)
     return provenance
 
 

@@ -58,7 +58,6 @@ _CCD_TYPES = {
     "ebv": pa.float64(),
 }
 WRITER_LOCK = "writer.lock"
-STORE_MARKER = "store_meta"
 
 
 def _now() -> dt.datetime:
@@ -96,6 +95,7 @@ class Store:
         self._lock_handle = None
         self._committed: set[int] | None = None
         self._last_part_id: int | None = None
+        self._dtype: str | None = None
 
     # ----------------------------------------------------------------- opening and closing
     @classmethod
@@ -114,7 +114,15 @@ class Store:
         catalog.create_schema(path / catalog.CATALOG_FILE)
         store = cls(path, writable=True, config=config)
         store._acquire_writer_lock()
-        store.set_meta({"vec_version": vecstore.__version__, "created_at": _now().isoformat()})
+        # The on-disk dtype is the store's, fixed at creation: a later run with another config must not
+        # write parts of another dtype into it.
+        store.set_meta(
+            {
+                "vec_version": vecstore.__version__,
+                "created_at": _now().isoformat(),
+                "embedding_dtype": store.config.store.embedding_dtype,
+            }
+        )
         return store
 
     @classmethod
@@ -240,6 +248,13 @@ class Store:
             )
 
     # ----------------------------------------------------------------- embeddings
+    @property
+    def embedding_dtype(self) -> str:
+        """The dtype of this store's parts: recorded at creation (the config's, for stores made before)."""
+        if self._dtype is None:
+            self._dtype = self.meta().get("embedding_dtype", self.config.store.embedding_dtype)
+        return self._dtype
+
     def committed_ids(self) -> np.ndarray:
         """Sorted ccd_ids that have a committed embedding."""
         ids = self.query("SELECT ccd_id FROM ccds ORDER BY ccd_id").column("ccd_id").to_numpy()
@@ -273,7 +288,7 @@ class Store:
         added = keep.copy()
         rows = [r for r, k in zip(rows, keep, strict=True) if k]
         ids, vectors = ids[keep], vectors[keep]
-        dtype = self.config.store.embedding_dtype
+        dtype = self.embedding_dtype
         self.parts_dir.mkdir(exist_ok=True)
         part_id = self._next_part_id()
         name = parts.part_file_name(part_id)
