@@ -7,10 +7,13 @@ DECam science CCDs are 4094 x 2046) into ``QA_DIM`` float32 values, named and de
 Groups of features and the bad categories they speak to:
 
 * **Sky and noise** (``sky_median``, ``sky_noise``, ``log_sky_rate``, ``noise_to_poisson``): median and
-  1.4826 x MAD of the finite, non-zero pixels; the sky rate needs the exposure time. Bright sky
+  1.4826 x MAD of the finite pixels of live amplifiers that are not near zero (a dead amplifier would
+  halve the median and inflate the MAD); the sky rate needs the exposure time. Bright sky
   (twilight, moon, clouds lit by the moon) -> Clouds_Transparency, Nonoptimal_Exposure; noise well above
   the Poisson expectation of the sky -> Noise.
 * **Bad pixels** (``nan_fraction``, ``zero_fraction``, ``saturated_fraction``) -> Bad_CCD, Saturated.
+  "Zero" means near zero relative to the noise, not exactly 0: real CP files are fpacked, and the
+  dithered quantisation restores a dead amplifier's zeros as small non-zero values.
 * **Amplifiers** (``amp_level_diff``, ``amp_noise_log_ratio``): DECam CCDs are read by two amplifiers,
   A and B, each covering half of the columns. A dead or mis-calibrated amplifier -> Bad_CCD.
 * **Pattern noise** (``row_pattern_noise``, ``col_pattern_noise``): scatter of row / column medians over
@@ -22,10 +25,11 @@ Groups of features and the bad categories they speak to:
 * **Sources** (``source_count``, ``source_density``, ``point_like_fraction``): SEP detections at 5 sigma
   on the background-subtracted image -> NObjects, Clouds_Transparency (few sources), Out_of_Focus / PSF
   (sources no longer look like the PSF stars).
-* **PSF** (``psf_star_count``, ``psf_fwhm``, ``psf_fwhm_scatter``, ``psf_ellipticity``, ``psf_e1``,
-  ``psf_e2``, ``psf_donutness``): Gaussian-weighted second moments of up to 50 bright, unsaturated,
-  isolated stars, corrected for the weight so a Gaussian star gives its true covariance -> PSF (bad
-  seeing), Telescope_Moving and Wonky (elongated stars), Out_of_Focus (donuts: stars with a hole).
+* **PSF** (``psf_found``, ``psf_star_count``, ``psf_fwhm``, ``psf_fwhm_scatter``, ``psf_ellipticity``,
+  ``psf_e1``, ``psf_e2``, ``psf_donutness``): Gaussian-weighted second moments of up to 50 bright,
+  unsaturated, isolated stars, corrected for the weight so a Gaussian star gives its true covariance ->
+  PSF (bad seeing), Telescope_Moving and Wonky (elongated stars), Out_of_Focus (donuts: stars with a
+  hole). ``psf_found`` says whether any star was measured at all.
 * **Streaks** (``streak_score``): Hough transform of the pixels above 2.5 sigma (compact sources masked);
   the best line's excess over what randomly placed pixels would give, in sigma -> satellite trails,
   trailed stars (Telescope_Moving), bleed trails (Saturated). Row/column banding and strong background
@@ -40,9 +44,11 @@ takes 0.3-0.4 s on one core (0.6 s for a CCD strewn with thousands of hot pixels
 
 Small images degrade gracefully: every value is always finite. A feature that cannot be measured (no
 stars, an image too small for a background mesh or a Hough transform, no exposure time) takes the
-``fallback`` of its ``FeatureSpec``, documented in its description. All fallbacks are 0.0, which no real
-CCD measures for sizes, counts or noise ratios; for signed or near-zero features (``psf_e1``,
-``log_sky_rate``...) ``psf_star_count`` = 0 or the missing exposure time tells a fallback from a value.
+``fallback`` of its ``FeatureSpec``, documented in its description. Most fallbacks are 0.0, which no real
+CCD measures for sizes, counts or noise ratios. The PSF shape features instead fall back to neutral,
+typical values of a good CCD (FWHM 4.5 px, ellipticity 0.05...), with ``psf_found`` = 0 saying so: a
+FWHM of 0 would sit far from every real CCD and dominate an L1 distance, so a star-poor CCD would look
+bad for want of stars. ``log_sky_rate`` keeps fallback 0; the missing exposure time tells it apart.
 """
 
 from __future__ import annotations
@@ -73,13 +79,14 @@ QA_FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec(
         "sky_median",
         "image units",
-        "Median of finite non-zero pixels; bright sky (moon, twilight) or a dead CCD (0). "
-        "Clouds_Transparency, Nonoptimal_Exposure.",
+        "Median of the finite pixels of live amplifiers that are not near zero (see zero_fraction); "
+        "bright sky (moon, twilight) or a dead CCD (0). Clouds_Transparency, Nonoptimal_Exposure.",
     ),
     FeatureSpec(
         "sky_noise",
         "image units",
-        "1.4826 x MAD of finite non-zero pixels, the pixel noise. Noise.",
+        "1.4826 x MAD of the pixels sky_median uses, the pixel noise; a dead amplifier does not "
+        "inflate it. Noise.",
     ),
     FeatureSpec(
         "log_sky_rate",
@@ -101,7 +108,10 @@ QA_FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec(
         "zero_fraction",
         "fraction",
-        "Fraction of pixels exactly 0 (masked, dead amplifier, missing data). Bad_CCD.",
+        "Fraction of pixels near 0 (masked, dead amplifier, missing data): |x| <= min(5 sigma, sky / 2) "
+        "of the amplifier with the highest sky / sigma, which catches zeros that fpack's dithered "
+        "quantisation restored as small values; exactly 0 when that amplifier is itself within 5 sigma "
+        "of 0 (sky-subtracted data). A dead amplifier of a 2-amp CCD gives 0.5. Bad_CCD.",
     ),
     FeatureSpec(
         "saturated_fraction",
@@ -173,45 +183,56 @@ QA_FEATURES: tuple[FeatureSpec, ...] = (
         "Fallback 0 without measurable sources. PSF, NObjects.",
     ),
     FeatureSpec(
+        "psf_found",
+        "0 or 1",
+        "1 when at least one PSF star was measured; 0 when none was found (no stars, all saturated, an "
+        "image too small), and then psf_fwhm ... psf_donutness hold neutral typical values, not "
+        "measurements. PSF, Clouds_Transparency.",
+    ),
+    FeatureSpec(
         "psf_star_count",
         "count",
-        "Bright (S/N >= 30), unsaturated, isolated stars measured for the psf_* features (at most 50); "
-        "0 means every psf_* feature is its fallback 0.",
+        "Bright (S/N >= 30), unsaturated, isolated stars measured for the psf_* features (at most 50).",
     ),
     FeatureSpec(
         "psf_fwhm",
         "pixels",
         "Median FWHM = 2.3548 (det C)^(1/4) of the stars' weight-corrected moment covariance C "
-        "(pixel-convolved). Fallback 0. PSF, Out_of_Focus.",
+        "(pixel-convolved). Neutral 4.5 (1.2 arcsec, typical DECam seeing) without stars. PSF, "
+        "Out_of_Focus.",
+        fallback=4.5,
     ),
     FeatureSpec(
         "psf_fwhm_scatter",
         "fraction",
-        "Interquartile range / 1.349 / median of the stars' FWHM (needs >= 3 stars, else 0): PSF "
-        "varying across the CCD. Wonky, PSF.",
+        "Interquartile range / 1.349 / median of the stars' FWHM: PSF varying across the CCD. Needs >= 3 "
+        "stars, else neutral 0.03 (typical of a good CCD). Wonky, PSF.",
+        fallback=0.03,
     ),
     FeatureSpec(
         "psf_ellipticity",
         "1 - b/a",
-        "Median 1 - minor/major axis of the stars (noise alone gives ~0.02-0.05). Fallback 0. "
-        "Telescope_Moving, Wonky.",
+        "Median 1 - minor/major axis of the stars (noise alone gives ~0.02-0.05). Neutral 0.05 "
+        "without stars. Telescope_Moving, Wonky.",
+        fallback=0.05,
     ),
     FeatureSpec(
         "psf_e1",
         "ellipticity",
         "Median ellipticity x cos(2 theta), theta = major-axis angle from +x (columns) to +y (rows). "
-        "Fallback 0. Telescope_Moving, Wonky.",
+        "Neutral 0 (the centre of its symmetric distribution) without stars. Telescope_Moving, Wonky.",
     ),
     FeatureSpec(
         "psf_e2",
         "ellipticity",
-        "Median ellipticity x sin(2 theta). Fallback 0. Telescope_Moving, Wonky.",
+        "Median ellipticity x sin(2 theta). Neutral 0 without stars. Telescope_Moving, Wonky.",
     ),
     FeatureSpec(
         "psf_donutness",
         "0..1",
         "Median of 1 - (mean within 1.5 px of the centroid) / (brightest annulus mean): 0 for "
-        "centrally peaked stars, near 1 for out-of-focus donuts. Fallback 0. Out_of_Focus.",
+        "centrally peaked stars, near 1 for out-of-focus donuts. Neutral 0 (what focused stars give) "
+        "without stars. Out_of_Focus.",
     ),
     FeatureSpec(
         "streak_score",
@@ -255,6 +276,9 @@ _STREAK_MAX_POINTS = 40_000
 # SEP objects rounder than this axis ratio are masked before the Hough transform; trails are longer.
 _COMPACT_MAX_AXIS_RATIO = 3.0
 _NOISE_TO_POISSON_CAP = 1000.0
+# Pixels within this many sigma of 0 (capped at half the sky) are dead, masked or missing: see
+# _near_zero_limit for why that survives fpack's dithered quantisation.
+_NEAR_ZERO_NOISE_MULTIPLE = 5.0
 
 
 def qa_features(
@@ -274,15 +298,16 @@ def qa_features(
 
     finite = np.isfinite(pixels)
     all_finite = bool(finite.all())
-    sky, noise = _sky_and_noise(pixels)
+    stats = _pixel_stats(pixels)
+    sky, noise = stats.sky, stats.noise
     clean = pixels if all_finite else np.where(finite, pixels, np.float32(sky))
     saturated = _saturated_mask(clean, sky, noise, saturation)
     bad = saturated if all_finite else (saturated | ~finite)
 
     values: dict[str, float] = {}
     values.update(_sky_features(sky, noise, exptime))
-    values.update(_pixel_fractions(pixels, finite, saturated))
-    values.update(_amplifier_features(pixels))
+    values.update(_pixel_fractions(finite, stats.near_zero, saturated))
+    values.update(_amplifier_features(stats.amplifiers))
     values.update(_pattern_features(clean, noise))
     scene = _scene(clean)
     if scene is not None:
@@ -393,12 +418,77 @@ def _location_scale(values: np.ndarray) -> tuple[float, float]:
     return median, _MAD_TO_SIGMA * float(np.median(np.abs(values - median)))
 
 
-def _sky_and_noise(pixels: np.ndarray) -> tuple[float, float]:
-    """Sky level and pixel noise from finite pixels, ignoring exact zeros (masked or dead) when possible."""
-    sample = _finite_sample(pixels)
-    nonzero = sample[sample != 0]
-    # A CCD that is (almost) all zeros is described by its zeros.
-    return _location_scale(nonzero if nonzero.size >= 10 else sample)
+@dataclass(frozen=True)
+class _Amplifier:
+    """A finite subsample of the pixels one amplifier reads, and their median and noise."""
+
+    sample: np.ndarray
+    level: float
+    noise: float
+
+
+@dataclass(frozen=True)
+class _PixelStats:
+    """Sky, noise and the near-zero pixels of a CCD, measured from its live amplifiers."""
+
+    sky: float
+    noise: float
+    near_zero: np.ndarray  # full-size mask: dead, masked or missing pixels (|x| <= near_zero_limit)
+    amplifiers: tuple[_Amplifier, ...]
+
+
+def _amplifiers(pixels: np.ndarray) -> tuple[_Amplifier, ...]:
+    """Amplifier A (left half of the columns) and B (right half); one for images under 2 columns wide."""
+    width = pixels.shape[1]
+    half = width // 2
+    spans = (slice(0, half), slice(half, width)) if half >= 1 else (slice(0, width),)
+    amplifiers = []
+    for columns in spans:
+        sample = _finite_sample(pixels[:, columns], _STATS_MAX_PIXELS // len(spans))
+        amplifiers.append(_Amplifier(sample, *_location_scale(sample)))
+    return tuple(amplifiers)
+
+
+def _near_zero_limit(amplifiers: Sequence[_Amplifier]) -> float:
+    """Largest |pixel| that counts as "near zero" (dead, masked, missing), judged by the clearest amp.
+
+    CP ooi images are not sky-subtracted: their sky is ~100 ADU (g, dark time) to a few thousand (z),
+    with 5-100 ADU of noise, so every live pixel sits many sigma above 0. A dead amplifier reads 0, but
+    fpack's default quantisation (SUBTRACTIVE_DITHER_1, q = 4) restores a 0 as a dithered value within
+    half a quantisation step, i.e. within ~1/8 of the tile noise. Anything within 5 sigma of 0 is thus
+    dead; capping the window at half the sky keeps it below the live pixels even for faint sky.
+    The reference is the amplifier whose level stands furthest above 0 in its own noise units, not the
+    brightest: a half filled by a bright star's halo has a high level but an inflated noise.
+    When even that amplifier is within 5 sigma of 0 (sky-subtracted data, an all-dead CCD), values
+    cannot tell dead from live and only exact zeros count, as they always do.
+    """
+    clearest = max(amplifiers, key=lambda amp: abs(amp.level) / max(amp.noise, 1e-30))
+    if abs(clearest.level) <= _NEAR_ZERO_NOISE_MULTIPLE * clearest.noise:
+        return 0.0
+    return min(_NEAR_ZERO_NOISE_MULTIPLE * clearest.noise, abs(clearest.level) / 2.0)
+
+
+def _is_dead(amplifier: _Amplifier, limit: float) -> bool:
+    """More than half of the amplifier's pixels near zero, or none finite."""
+    near_zero = np.count_nonzero(np.abs(amplifier.sample) <= limit)
+    return amplifier.sample.size == 0 or near_zero > amplifier.sample.size / 2
+
+
+def _pixel_stats(pixels: np.ndarray) -> _PixelStats:
+    """Sky and noise from the live amplifiers' pixels that are not near zero.
+
+    An amplifier is dead when more than half of its pixels are near zero; its pixels would otherwise
+    drag the median towards 0 and inflate the MAD to about half the sky. A CCD with no live amplifier
+    is measured on all its pixels, and one that is (almost) all near zero is described by its zeros.
+    """
+    amplifiers = _amplifiers(pixels)
+    limit = _near_zero_limit(amplifiers)
+    live = [amp.sample for amp in amplifiers if not _is_dead(amp, limit)]
+    sample = np.concatenate(live or [amp.sample for amp in amplifiers])
+    away_from_zero = sample[np.abs(sample) > limit]
+    sky, noise = _location_scale(away_from_zero if away_from_zero.size >= 10 else sample)
+    near_zero = np.abs(pixels) <= np.float32(limit)  # NaN compares False: it counts in nan_fraction
+    return _PixelStats(sky, noise, near_zero, amplifiers)
 
 
 def _saturated_mask(clean: np.ndarray, sky: float, noise: float, saturation: float | None) -> np.ndarray:
@@ -428,22 +518,20 @@ def _sky_features(sky: float, noise: float, exptime: float | None) -> dict[str, 
     return values
 
 
-def _pixel_fractions(pixels: np.ndarray, finite: np.ndarray, saturated: np.ndarray) -> dict[str, float]:
-    total = float(pixels.size)
+def _pixel_fractions(finite: np.ndarray, near_zero: np.ndarray, saturated: np.ndarray) -> dict[str, float]:
+    total = float(finite.size)
     return {
-        "nan_fraction": (pixels.size - np.count_nonzero(finite)) / total,
-        "zero_fraction": np.count_nonzero(pixels == 0) / total,
+        "nan_fraction": (finite.size - np.count_nonzero(finite)) / total,
+        "zero_fraction": np.count_nonzero(near_zero) / total,
         "saturated_fraction": np.count_nonzero(saturated) / total,
     }
 
 
-def _amplifier_features(pixels: np.ndarray) -> dict[str, float]:
+def _amplifier_features(amplifiers: Sequence[_Amplifier]) -> dict[str, float]:
     """Level and noise differences between the column halves read by amplifiers A (left) and B (right)."""
-    half = pixels.shape[1] // 2
-    if half < 1:
+    if len(amplifiers) != 2:
         return {}
-    level_a, noise_a = _location_scale(_finite_sample(pixels[:, :half], _STATS_MAX_PIXELS // 2))
-    level_b, noise_b = _location_scale(_finite_sample(pixels[:, half:], _STATS_MAX_PIXELS // 2))
+    (level_a, noise_a), (level_b, noise_b) = ((amp.level, amp.noise) for amp in amplifiers)
     larger, smaller = max(noise_a, noise_b), min(noise_a, noise_b)
     # Noiseless halves (synthetic or fully masked) still need a finite level difference.
     level_scale = max(larger, 1e-6 * max(abs(level_a), abs(level_b)), 1e-30)
@@ -715,6 +803,7 @@ def _source_features(scene: _Scene, clean: np.ndarray, bad: np.ndarray) -> dict[
     if shapes.valid.any():
         values["point_like_fraction"] = _point_like_fraction(shapes, stars)
     values["psf_star_count"] = float(stars.size)
+    values["psf_found"] = float(stars.size > 0)
     if stars.size:
         values.update(_psf_statistics(shapes, stamps, stars))
     return values

@@ -4,9 +4,9 @@
 (``feature_names``), so a store built with it exposes them to SQL by name (the ``features`` view).
 
 ``dinov2+qa`` (and ``test_vit+qa`` for tests and the demo) concatenate a ViT's CLS vector and the qa
-features. Their blocks differ in size (768 vs 26) and units; the post-processor rescales each block, after
-its MinMaxScaler, to the same total variance (``PostProcessor.fit(..., blocks=...)``), so that PCA and the
-L1 distance see both and neither dominates by sheer number of dimensions.
+features. Their blocks differ in size (768 vs ``QA_DIM`` = 27) and units; the post-processor rescales each
+block, after its MinMaxScaler, to the same total variance (``PostProcessor.fit(..., blocks=...)``), so that
+PCA and the L1 distance see both and neither dominates by sheer number of dimensions.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import numpy as np
 from ingest.embedders import Embedder, EmbedderConfig, TorchEmbedder, create_embedder, register_embedder
 from ingest.qa import QA_DIM, QA_FEATURE_NAMES, qa_features
 
-QA_VERSION = "qa-v1"  # bump when a feature's definition changes: vectors of two versions are not comparable
+# Bump when a feature's definition changes: vectors of two versions are not comparable, and the store
+# refuses to mix them. v2: zero_fraction counts near-zero (fpack-dithered) pixels, sky statistics come
+# from live amplifiers, psf_found added with neutral PSF values when no star is found (27 features).
+QA_VERSION = "qa-v2"
 
 
 def _exptime(meta: Mapping[str, Any] | None) -> float | None:

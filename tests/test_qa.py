@@ -6,10 +6,12 @@ import math
 import re
 import time
 
+import fitsio
 import numpy as np
 import pytest
 import sep
 
+from ingest.embedders import create_embedder
 from ingest.qa import QA_DIM, QA_FEATURE_NAMES, QA_FEATURES, qa_features, qa_features_batch
 from vecstore.errors import BadInputError
 
@@ -90,7 +92,32 @@ def features(image, **kwargs) -> dict[str, float]:
     return dict(zip(QA_FEATURE_NAMES, qa_features(image, **kwargs).tolist(), strict=True))
 
 
+def fpacked(image, directory, seed=1) -> np.ndarray:
+    """``image`` after a round trip through fpack-style compression, as real CP ``.fits.fz`` files hold it.
+
+    Rice tiles with q = 4 (a quarter of the noise per quantisation level) and SUBTRACTIVE_DITHER_1, fpack's
+    default. (SUBTRACTIVE_DITHER_2 would keep exact zeros exact and hide the problem.)
+    """
+    path = str(directory / f"fpacked-{seed}.fits")
+    fitsio.write(
+        path,
+        image,
+        compress="RICE",
+        qlevel=4.0,
+        qmethod=fitsio.SUBTRACTIVE_DITHER_1,
+        dither_seed=seed,
+        clobber=True,
+    )
+    return fitsio.read(path)
+
+
 # -------------------------------------------------------------------------------------- the API
+
+
+def test_qa_embedder_names_every_component():
+    embedder = create_embedder("qa")
+    assert embedder.dim == QA_DIM == len(embedder.feature_names) == 27
+    assert embedder.feature_names == QA_FEATURE_NAMES and "psf_found" in QA_FEATURE_NAMES
 
 
 def test_feature_names_are_unique_snake_case_and_match_dim():
@@ -208,6 +235,68 @@ def test_dead_amplifier_half_sets_zero_fraction_and_amp_features():
     assert values["sky_median"] == pytest.approx(SKY, rel=0.01)  # zeros are left out of the sky
 
 
+# Sky levels of real CP ooi cutouts in ../shared/data (not sky-subtracted): ~100 ADU with 7 ADU noise
+# (g, dark), ~1000 with ~30, ~3000 with ~50-100 (z). A dead amplifier sits at 0, 14 (g) to 50 sigma
+# below the live sky, so "near zero" = within 5 sigma of 0 (capped at half the sky) separates the two
+# even after fpack has dithered the zeros into small values; each sky is tested.
+REAL_SKIES = [(100.0, 7.0), (SKY, NOISE), (3000.0, 60.0)]
+
+
+@pytest.mark.parametrize("level, noise", REAL_SKIES, ids=["g-dark", "r", "z"])
+@pytest.mark.parametrize("dead_reads", ["zeros", "read-noise"])
+def test_dead_amplifier_survives_fpack_dithering(tmp_path, level, noise, dead_reads):
+    live = sky_image(level=level, noise=noise, seed=23)
+    dead = live.copy()
+    dead_half = dead[:, SHAPE[1] // 2 :]
+    # A dead amplifier reads exact zeros, or (bias level only) just its read noise around 0.
+    read_noise = np.random.default_rng(24).normal(0.0, noise / 4, dead_half.shape)
+    dead_half[:] = 0.0 if dead_reads == "zeros" else read_noise
+    dead = fpacked(dead, tmp_path)
+    assert np.count_nonzero(dead == 0) == 0  # dithering left no exact zero: the case real files pose
+    both_live, one_dead = features(fpacked(live, tmp_path)), features(dead)
+
+    assert both_live["zero_fraction"] == 0.0
+    assert one_dead["zero_fraction"] == pytest.approx(0.5, abs=0.002)
+    assert one_dead["sky_median"] == pytest.approx(level, rel=0.01)
+    assert one_dead["sky_noise"] == pytest.approx(both_live["sky_noise"], rel=0.05)
+    assert both_live["sky_noise"] == pytest.approx(noise, rel=0.05)
+    assert one_dead["noise_to_poisson"] == pytest.approx(both_live["noise_to_poisson"], rel=0.05)
+    assert one_dead["amp_level_diff"] > 10 and one_dead["amp_noise_log_ratio"] > 1
+
+
+def test_sky_subtracted_image_is_not_counted_as_near_zero():
+    # Around 0 a live pixel cannot be told from a dead one by its value: only exact zeros count.
+    image = sky_image(level=0.0)
+    image[:100, :100] = 0.0
+    values = features(image)
+    assert values["zero_fraction"] == pytest.approx(100 * 100 / image.size)
+    assert values["sky_noise"] == pytest.approx(NOISE, rel=0.03)
+
+
+def test_masked_zeros_inside_live_sky_are_near_zero_but_not_sky():
+    image = sky_image()
+    rng = np.random.default_rng(25)
+    masked = rng.random(SHAPE) < 0.1
+    image[masked] = rng.uniform(-2.0, 2.0, np.count_nonzero(masked))  # masked zeros after dithering
+    values = features(image)
+    assert values["zero_fraction"] == pytest.approx(masked.mean(), rel=0.01)
+    assert values["sky_median"] == pytest.approx(SKY, rel=0.01)
+    assert values["sky_noise"] == pytest.approx(NOISE, rel=0.03)
+
+
+def test_bright_halo_over_one_amplifier_does_not_make_the_other_dead():
+    # Half A under a bright star's halo: a high level, and a MAD inflated by the halo's slope. The
+    # near-zero window comes from the half whose sky stands clearest above 0 in noise units (B); taken
+    # from the brightest half (A) it would reach past B's sky and call B dead.
+    image = sky_image()
+    x, _ = _grid()
+    left = x < 0
+    image[left] += (8.0 * SKY * -x[left] / (SHAPE[1] / 2)).astype(np.float32)  # up to 9 x sky at the edge
+    values = features(image)
+    assert values["zero_fraction"] == 0.0
+    assert values["sky_median"] > SKY
+
+
 def test_amplifier_level_offset_in_noise_units():
     image = sky_image()
     image[:, SHAPE[1] // 2 :] += 5.0 * NOISE
@@ -239,7 +328,8 @@ def test_saturated_fraction_from_argument_and_from_plateau_heuristic():
 
 def test_saturated_stars_are_not_psf_stars():
     image = _saturated_starfield()
-    assert features(image, saturation=30000.0)["psf_star_count"] == 0
+    values = features(image, saturation=30000.0)
+    assert values["psf_star_count"] == 0 and values["psf_found"] == 0
 
 
 # ---------------------------------------------------------------------------- pattern noise
@@ -420,11 +510,36 @@ def test_crowded_field_blends_do_not_bias_psf():
     assert values["point_like_fraction"] > 0.8
 
 
-def test_no_stars_gives_documented_psf_fallbacks():
-    values = features(sky_image(seed=17))
+PSF_SHAPE_FEATURES = ("psf_fwhm", "psf_fwhm_scatter", "psf_ellipticity", "psf_e1", "psf_e2", "psf_donutness")
+
+
+@pytest.mark.parametrize("shape", [SHAPE, (16, 16)], ids=["no-stars", "too-small"])
+def test_no_stars_gives_psf_found_0_and_neutral_psf_values(shape):
+    values = features(sky_image(shape, seed=17))
+    neutral = {spec.name: spec.fallback for spec in QA_FEATURES}
+    assert values["psf_found"] == 0.0 and values["psf_star_count"] == 0.0
+    for name in PSF_SHAPE_FEATURES:
+        assert values[name] == pytest.approx(neutral[name])
+    # Typical good-CCD values, not zeros: the size and shape of an average star, e1/e2 centred on 0.
+    assert neutral["psf_fwhm"] == pytest.approx(4.5)
+    assert neutral["psf_ellipticity"] > 0 and neutral["psf_fwhm_scatter"] > 0
+    assert neutral["psf_e1"] == neutral["psf_e2"] == neutral["psf_donutness"] == 0.0
+
+
+def test_neutral_psf_values_sit_among_good_ccds_not_far_from_them():
     fallback = {spec.name: spec.fallback for spec in QA_FEATURES}
-    for name in ("psf_star_count", "psf_fwhm", "psf_ellipticity", "psf_e1", "psf_e2", "psf_donutness"):
-        assert values[name] == fallback[name] == 0.0
+    neutral = np.array([fallback[name] for name in PSF_SHAPE_FEATURES])
+    good = [features(starfield(count=60, fwhm=fwhm, seed=26)) for fwhm in (3.5, 4.5, 5.5)]
+    measured = np.array([[values[name] for name in PSF_SHAPE_FEATURES] for values in good])
+    # L1 distance of the neutral PSF block to the good CCDs is no larger than theirs to each other + 0.1.
+    to_neutral = np.abs(measured - neutral).sum(axis=1).max()
+    among_good = np.abs(measured[:, None] - measured[None]).sum(axis=2).max()
+    assert to_neutral <= among_good + 0.1
+
+
+def test_stars_give_psf_found_1():
+    values = features(starfield(seed=17))
+    assert values["psf_found"] == 1.0 and values["psf_star_count"] >= 20
 
 
 # ----------------------------------------------------------------------------------- streaks
