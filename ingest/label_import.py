@@ -5,12 +5,16 @@ CCDs arrive). Every label keeps its source, raw reason, analyst, level and file;
 rules' verdict at import time (NULL = unmapped, listed by ``vec labels summary``; ``ignore`` = deliberately
 not used). A label's key is a hash of its content, not of the file path, so importing the same list twice,
 or under another name, adds nothing.
+
+Lines the parsers could not read are not errors of the import: :func:`warning_summary` condenses them
+into one line per kind (unreadable lines, notes, refused files) and :func:`warning_details` lists them all.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +22,7 @@ import pyarrow as pa
 
 from ingest.categories import IGNORE, CategoryRules, unmapped_reasons
 from ingest.labels import LabelRecord, LabelWarning, read_labels
+from ingest.labels_common import NOTE, REFUSED, UNREADABLE, WarningKind, warnings_of_kind
 from vecstore.store import Store
 
 _LABEL_COLUMNS = {
@@ -46,6 +51,10 @@ class LabelImport:
     n_ignored: int
     unmapped: list[tuple[str, str, int]]
     warnings: list[LabelWarning]
+    n_files: int = 1  # files that gave at least one label (a DELVE directory holds many)
+
+    def of_kind(self, kind: WarningKind) -> tuple[LabelWarning, ...]:
+        return warnings_of_kind(self.warnings, kind)
 
 
 def label_key(record: LabelRecord) -> str:
@@ -108,4 +117,48 @@ def import_labels(
         n_ignored=sum(1 for c in table.column("category").to_pylist() if c == IGNORE),
         unmapped=unmapped_reasons(records, rules),
         warnings=list(parsed.warnings),
+        n_files=len({r.file for r in records}),
     )
+
+
+def warning_summary(result: LabelImport) -> list[str]:
+    """At most one line per kind of warning, with a count and the first one, e.g.
+
+    ``12 unreadable lines in 2 files (first: delve/x.txt:17: expected 5 columns, found 2)``.
+    """
+    lines = []
+    unreadable = result.of_kind(UNREADABLE)
+    if unreadable:
+        where = _files(unreadable)
+        lines.append(f"{_count(unreadable, 'unreadable line')} in {where} (first: {_first(unreadable)})")
+    notes = result.of_kind(NOTE)
+    if notes:
+        lines.append(f"{_count(notes, 'note')} on lines read or skipped on purpose (first: {_first(notes)})")
+    refused = result.of_kind(REFUSED)
+    if refused:
+        lines.append(
+            f"{_count(refused, 'file')} refused as not a label list, labels from the "
+            f"{_count_n(result.n_files, 'other file')} imported (first: {_first(refused)})"
+        )
+    return lines
+
+
+def warning_details(result: LabelImport) -> list[str]:
+    """Every warning on its own line, ``<kind>: file:line: reason: 'content'``, unreadable lines first."""
+    return [f"{kind}: {w}" for kind in (UNREADABLE, NOTE, REFUSED) for w in result.of_kind(kind)]
+
+
+def _first(warnings: Sequence[LabelWarning]) -> str:
+    return f"{warnings[0].location}: {warnings[0].message}"
+
+
+def _files(warnings: Sequence[LabelWarning]) -> str:
+    return _count_n(len({w.file for w in warnings}), "file")
+
+
+def _count(items: Sequence, noun: str) -> str:
+    return _count_n(len(items), noun)
+
+
+def _count_n(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -9,6 +9,10 @@ Sources (``SOURCES``) and their parsers, each ``read_*(path) -> LabelFile(record
 
 :func:`read_labels` picks the parser, from ``source=`` or by :func:`detect_source`. Mapping the raw reasons
 to vec's categories is :mod:`ingest.categories`' job.
+
+Every parser reads line by line and reports each line it cannot read (``LabelFile.of_kind("unreadable")``)
+instead of giving up; a file where most lines are unreadable raises :class:`LabelFormatError`, which names
+the file and the formats tried.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ from pathlib import Path
 from ingest.labels_badexp import read_decals_badexp
 from ingest.labels_common import (
     CCDS_PER_EXPOSURE,
+    FITS_SOURCES,
     SOURCES,
+    TEXT_SOURCES,
     LabelFile,
+    LabelFormatError,
     LabelRecord,
     LabelWarning,
     require_existing,
@@ -43,6 +50,7 @@ __all__ = [
     "CCD_CUT_BITS",
     "SOURCES",
     "LabelFile",
+    "LabelFormatError",
     "LabelRecord",
     "LabelWarning",
     "base_reason",
@@ -76,17 +84,27 @@ _SNIFF_LINES = 200
 def read_labels(path: str | Path, source: str | None = None, **options) -> LabelFile:
     """Read a label file or directory with the parser for ``source`` (detected when None).
 
-    ``options`` go to the parser, e.g. ``count_commented_problem_lines=True`` for ``delve``.
+    ``options`` go to the parser, e.g. ``count_commented_problem_lines=True`` for ``delve``. A file the
+    parser refuses raises :class:`LabelFormatError`; when the format was detected, the error names every
+    format detection checked the file against.
     """
-    if source is None:
-        source = detect_source(path)
-    if source not in _READERS:
-        raise BadInputError(f"unknown label source {source!r}; choose one of: {', '.join(SOURCES)}")
-    return _READERS[source](path, **options)
+    if source is not None:
+        if source not in _READERS:
+            raise BadInputError(f"unknown label source {source!r}; choose one of: {', '.join(SOURCES)}")
+        return _READERS[source](path, **options)
+    source = detect_source(path)
+    try:
+        return _READERS[source](path, **options)
+    except LabelFormatError as exc:
+        raise exc.tried(_formats_checked(Path(path))) from exc
 
 
 def detect_source(path: str | Path) -> str:
-    """The label source a file or directory holds, when only one fits; else BadInputError with the choices."""
+    """The label source a file or directory holds, when only one fits.
+
+    LabelFormatError when none fits (the file is not a label list vec reads), BadInputError with the
+    choices when several do.
+    """
     path = require_existing(path)
     if path.is_dir():
         candidates = _directory_candidates(path)
@@ -96,11 +114,22 @@ def detect_source(path: str | Path) -> str:
         candidates = _text_candidates(path)
     if len(candidates) == 1:
         return candidates.pop()
-    found = f"it could be any of: {', '.join(sorted(candidates))}" if candidates else "it matches none"
+    if not candidates:
+        choices = ", ".join(SOURCES)
+        raise LabelFormatError(
+            path, _formats_checked(path), f"it matches none; pass --source one of: {choices}"
+        )
     raise BadInputError(
-        f"{path}: cannot tell which kind of label list this is ({found}); "
-        f"pass source= one of: {', '.join(SOURCES)}"
+        f"{path}: cannot tell which kind of label list this is (it could be any of: "
+        f"{', '.join(sorted(candidates))}); pass --source one of: {', '.join(SOURCES)}"
     )
+
+
+def _formats_checked(path: Path) -> tuple[str, ...]:
+    """The formats detection compares a path with: a directory is a DELVE tree; files by their kind."""
+    if path.is_dir():
+        return ("delve",)
+    return FITS_SOURCES if is_fits(path) else TEXT_SOURCES
 
 
 def _directory_candidates(path: Path) -> set[str]:

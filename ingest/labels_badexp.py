@@ -7,6 +7,12 @@ see comment) and is optional: most lines carry only a comment such as ``expfacto
 and some carry nothing at all. ``EXPNUM-CCDNAME`` (``754142-S29``) names one CCD, as legacypipe's own
 ``read_bad_expid`` reads it.
 
+Reading is line by line and forgiving about layout: tabs or spaces, CRLF line ends, trailing whitespace,
+any number of trailing comment words, blank lines, ``#`` comments and an uncommented ``EXPID Flag
+comments`` header are all fine. A line that still cannot be read (no exposure number first, a CCD name
+DECam does not have) is reported as unreadable and the rest of the file is read; a file where most
+lines are unreadable is refused as not a bad_expid list (:class:`LabelFormatError`).
+
 A comment that only says "same" (or "ditto") refers to the line above; it is kept and the referent appended
 (``same: windshake. DIQ>3" E-W elong``) so the reason can still be mapped to a category.
 """
@@ -24,7 +30,7 @@ from ingest.labels_common import (
     canonical_ccd,
     collapse_whitespace,
     read_text_lines,
-    refuse_if_nothing_read,
+    refuse_if_mostly_unreadable,
     require_existing,
 )
 from vecstore.errors import BadInputError
@@ -38,6 +44,9 @@ _EXPOSURE_FIELD = re.compile(r"^(?P<expnum>\d+)(?:-(?P<ccdname>[A-Za-z]+\d+))?$"
 # number such as "4MAPS" or "50" must not become a flag).
 _FLAGS = {"1": 1, "2": 2, "3": 3}
 
+# An uncommented column header ("EXPID  Flag  comments"): the first word names the exposure column.
+_HEADER_FIRST_WORDS = {"expid", "expnum", "exposure"}
+
 _DITTO = re.compile(r'^(same|ditto|same as above|")\.?$', re.IGNORECASE)
 
 
@@ -48,10 +57,12 @@ def read_decals_badexp(path: str | Path) -> LabelFile:
         raise BadInputError(f"{path}: a directory, not a decam-bad_expid.txt file")
     lines, warnings = read_text_lines(path)
     records: list[LabelRecord] = []
+    n_data = 0
     last_comment = ""  # the comment "same" refers to: the last real one, so chains of "same" all resolve
     for number, line in enumerate(lines, start=1):
-        if _is_comment_or_blank(line):
+        if _is_comment_or_blank(line) or _is_header(line):
             continue
+        n_data += 1
         record_or_problem = _parse_line(line, str(path), number)
         if isinstance(record_or_problem, LabelRecord):
             record = _resolve_ditto(record_or_problem, last_comment)
@@ -60,13 +71,17 @@ def read_decals_badexp(path: str | Path) -> LabelFile:
             records.append(record)
         else:
             warnings.append(LabelWarning(str(path), number, line, record_or_problem))
-    refuse_if_nothing_read(path, records, warnings)
+    refuse_if_mostly_unreadable(path, SOURCE, n_data, warnings)
     return LabelFile(tuple(records), tuple(warnings))
 
 
 def _is_comment_or_blank(line: str) -> bool:
     stripped = line.strip()
     return not stripped or stripped.startswith("#")
+
+
+def _is_header(line: str) -> bool:
+    return line.split()[0].lower() in _HEADER_FIRST_WORDS
 
 
 def _resolve_ditto(record: LabelRecord, last_comment: str) -> LabelRecord:

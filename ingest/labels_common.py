@@ -1,13 +1,20 @@
 """What every label parser returns, and the small helpers they share.
 
 A :class:`LabelRecord` is one raw label as its source wrote it, before any mapping to vec's categories
-(that is :mod:`ingest.categories`' job). Parsers never drop a line silently: a line they cannot use becomes a
-:class:`LabelWarning` naming ``file:line`` and the line's content, returned next to the records in a
-:class:`LabelFile`. A file that cannot be used at all raises :class:`vecstore.errors.BadInputError`.
+(that is :mod:`ingest.categories`' job). Parsers read line by line (row by row for FITS) and never give up
+on a file for one bad line: a line they cannot use becomes a :class:`LabelWarning` of kind ``unreadable``
+naming ``file:line`` and the reason, returned next to the records in a :class:`LabelFile`. A line read (or
+skipped on purpose) with something worth knowing is a ``note``; a file of a directory that had to be left
+out whole is ``refused``.
+
+A file in which most data lines are unreadable is not a label list of that kind at all (a README, a
+table of something else): it raises :class:`LabelFormatError` naming the file and the formats tried,
+instead of importing the few lines that happen to start with a number.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,6 +24,10 @@ from vecstore.errors import BadInputError
 
 # The label sources vec can read; each names one parser in ingest.labels.
 SOURCES: tuple[str, ...] = ("decals-badexp", "delve", "des-fits", "ccd-cuts")
+# Formats that share a file kind: detection checks a text file against both text formats, a FITS file
+# against both table formats, so a refusal names them all as tried.
+TEXT_SOURCES: tuple[str, ...] = ("decals-badexp", "delve")
+FITS_SOURCES: tuple[str, ...] = ("des-fits", "ccd-cuts")
 
 Level = Literal["exposure", "ccd"]
 LEVELS: tuple[str, ...] = ("exposure", "ccd")
@@ -24,6 +35,25 @@ LEVELS: tuple[str, ...] = ("exposure", "ccd")
 # A whole-exposure label stands for every CCD of the camera, CCDNUM 1..62, as DELVE's make_exclude.py
 # expands it (N30 and S30 are included even in years they were dead, like the reference script does).
 CCDS_PER_EXPOSURE = 62
+
+WarningKind = Literal["unreadable", "note", "refused"]
+UNREADABLE: WarningKind = "unreadable"  # the line gave no record
+NOTE: WarningKind = "note"  # the line was read, or skipped on purpose, with something worth saying
+REFUSED: WarningKind = "refused"  # a whole file of a directory was left out (not a label list)
+
+
+class LabelFormatError(BadInputError):
+    """A file that is not a label list of the format(s) tried: most of its data lines are unreadable."""
+
+    def __init__(self, path: str | Path, formats: Sequence[str], reason: str):
+        self.path = str(path)
+        self.formats = tuple(formats)
+        self.reason = reason
+        super().__init__(f"{path}: not a label list (formats tried: {', '.join(self.formats)}): {reason}")
+
+    def tried(self, formats: Sequence[str]) -> LabelFormatError:
+        """The same refusal, naming every format that was checked (detection checks several)."""
+        return LabelFormatError(self.path, formats, self.reason)
 
 
 @dataclass(frozen=True)
@@ -61,16 +91,25 @@ class LabelRecord:
 
 @dataclass(frozen=True)
 class LabelWarning:
-    """A line (or row) that was skipped or read with a caveat, so that nothing is dropped unseen."""
+    """A line (or row, or file) that was not read, or read with a caveat, so that nothing is dropped unseen.
+
+    ``kind`` is ``unreadable`` (no record came of the line), ``note`` (read or skipped on purpose, with a
+    remark) or ``refused`` (a whole file of a directory left out; ``line`` is None).
+    """
 
     file: str
     line: int | None
     content: str
     message: str
+    kind: WarningKind = UNREADABLE
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{where}: {self.message}: {self.content!r}"
+        text = f"{self.location}: {self.message}"
+        return f"{text}: {self.content!r}" if self.content else text
 
 
 @dataclass(frozen=True)
@@ -82,6 +121,13 @@ class LabelFile:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def of_kind(self, kind: WarningKind) -> tuple[LabelWarning, ...]:
+        return warnings_of_kind(self.warnings, kind)
+
+
+def warnings_of_kind(warnings: Iterable[LabelWarning], kind: WarningKind) -> tuple[LabelWarning, ...]:
+    return tuple(w for w in warnings if w.kind == kind)
 
 
 def collapse_whitespace(text: str) -> str:
@@ -100,9 +146,10 @@ def require_existing(path: str | Path) -> Path:
 def read_text_lines(path: Path) -> tuple[list[str], list[LabelWarning]]:
     """Lines of a label text file (without line ends), refusing what is not text or has nothing in it.
 
-    Bytes that are not UTF-8 are replaced rather than fatal (hand-edited lists pick up stray Latin-1
-    characters in comments); one warning says so. A NUL byte means a binary file, e.g. a FITS table passed
-    to a text parser, and that is refused.
+    LF, CRLF and CR line ends all split lines, and a leading byte-order mark is dropped (editors on other
+    systems add them). Bytes that are not UTF-8 are replaced rather than fatal (hand-edited lists pick up
+    stray Latin-1 characters in comments); one note says so. A NUL byte means a binary file, e.g. a FITS
+    table passed to a text parser, and that is refused.
     """
     try:
         raw = path.read_bytes()
@@ -114,10 +161,10 @@ def read_text_lines(path: Path) -> tuple[list[str], list[LabelWarning]]:
         raise BadInputError(f"{path}: label file is empty")
     warnings: list[LabelWarning] = []
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="replace")
-        warnings.append(LabelWarning(str(path), None, "", "bytes that are not UTF-8 were replaced by U+FFFD"))
+        text = raw.decode("utf-8-sig", errors="replace")
+        warnings.append(LabelWarning(str(path), None, "", "bytes that are not UTF-8 were replaced", NOTE))
     return text.splitlines(), warnings
 
 
@@ -131,15 +178,22 @@ def canonical_ccd(ccdname: str | None, ccdnum: int | None) -> tuple[int, str]:
     raise ValueError("neither a CCD name nor a CCD number")
 
 
-def refuse_if_nothing_read(path: Path, records: list, warnings: list[LabelWarning]) -> None:
-    """A file where every data line failed is not a label file of this kind: say so instead of returning 0.
+def refuse_if_mostly_unreadable(
+    path: Path, source: str, n_data: int, warnings: Iterable[LabelWarning], unit: str = "non-comment lines"
+) -> None:
+    """LabelFormatError when more than half of the ``n_data`` data lines (or rows) of ``path`` are unreadable.
 
-    Files that only hold comments (a new year's list with just its header) are fine and return no records.
+    One bad line in a list is a typo; a file where most lines fail is another kind of file (a README, a
+    table of something else), and importing the few lines that happen to parse would be wrong. Files
+    holding only comments (a new year's list with just its header) are fine and give no records.
     """
-    skipped = [w for w in warnings if w.line is not None]
-    if not records and skipped:
-        first = skipped[0]
-        raise BadInputError(
-            f"{path}: no line could be read as a label ({len(skipped)} skipped); "
-            f"first at line {first.line}: {first.message}: {first.content!r}"
-        )
+    unreadable = [w for w in warnings if w.kind == UNREADABLE and w.line is not None]
+    if n_data == 0 or 2 * len(unreadable) <= n_data:
+        return
+    first = unreadable[0]
+    raise LabelFormatError(
+        path,
+        (source,),
+        f"{len(unreadable)} of {n_data} {unit} cannot be read as {source} "
+        f"(first: line {first.line}: {first.message})",
+    )

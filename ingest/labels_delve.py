@@ -11,6 +11,22 @@ Two kinds of file, told apart by name (or, for a renamed problem list, by its he
   title-cased, e.g. a later ``processing-y01.txt`` -> Processing). A short ``#`` comment such as
   ``# Backplane 4`` names a sub-reason for the lines below it and is appended: ``Noise: Backplane 4``.
 
+Reading is line by line and forgiving about layout: tabs or spaces, CRLF line ends, trailing whitespace,
+blank lines, ``#`` comments and column headers with or without ``#`` are fine. In a CCD list, values
+beyond the header's columns are ignored and missing trailing columns count as absent, so
+``20191221 921464 nan N4`` (no ccdnum) still names N4.
+
+A CCD-list line whose CCD columns (``ccd``, ``id``, ``ccdnum``) are all ``nan`` or absent, at least one
+of them written as ``nan``, names no CCD: it is read as an *exposure-level* label with the file's reason
+(all 62 CCDs), as in a later DELVE list's ``20191221  921464 nan nan`` (date, expnum, ``nan`` ccd and
+id, no ccdnum). A line that just stops after the exposure number (``20191221 921464``) says nothing about
+its CCD and is unreadable, as is one whose CCD is not DECam's (``ccdnum`` 99, ``id`` XY9).
+
+An unreadable line is reported (``file:line`` and the reason) and the rest of the file is read. A file
+in which most data lines are unreadable is not a DELVE list: reading that file alone raises
+:class:`~ingest.labels_common.LabelFormatError`; inside a directory it is reported as refused and the
+other files are still read, and only a directory where every file was refused (and nothing read) raises.
+
 Counting (:func:`delve_counts`) follows the reference ``bin/make_exclude.py``: see its docstring.
 """
 
@@ -21,13 +37,17 @@ from pathlib import Path
 
 from ingest.labels_common import (
     CCDS_PER_EXPOSURE,
+    NOTE,
+    REFUSED,
+    UNREADABLE,
     LabelFile,
+    LabelFormatError,
     LabelRecord,
     LabelWarning,
     canonical_ccd,
     collapse_whitespace,
     read_text_lines,
-    refuse_if_nothing_read,
+    refuse_if_mostly_unreadable,
     require_existing,
 )
 from vecstore.errors import BadInputError
@@ -53,6 +73,10 @@ _BAD_CCD_PREFIX = re.compile(r"^ccd\d+(-|$)")
 _PROBLEM_LINE = re.compile(r"^(?P<nite>\d{8})\s+(?P<expnum>\d+)(?:\s+(?P<problem>.*?))?\s*$")
 
 _CCD_COLUMNS_DEFAULT = ("date", "expnum", "ccd", "id", "ccdnum")
+# The columns that can say which CCD a line is about; "ccd" is an unrelated index but is nan with the rest
+# when a line names no CCD.
+_CCD_FIELDS = ("ccd", "id", "ccdnum")
+_NAN = "nan"
 
 # A comment is a sub-reason when it reads like a short label ("Backplane 4", "Airplane", "Iridium flare?"),
 # not like the SQL that generated a ccdN file ("select nite || ...", "where expnum >= ...").
@@ -71,19 +95,15 @@ def read_delve(path: str | Path, *, count_commented_problem_lines: bool = False)
     no comment character; that reproduces the paper's 8,634 / 37 / 51,445.
     """
     path = require_existing(path)
-    files = _list_files(path)
+    if not path.is_dir():
+        return _read_list_file(path, count_commented_problem_lines)
     records: list[LabelRecord] = []
     warnings: list[LabelWarning] = []
-    for file in files:
-        if path.is_dir() and not file.read_bytes().strip():
-            warnings.append(LabelWarning(str(file), None, "", "empty list file skipped"))
-            continue
-        if _is_problem_file(file):
-            part = _read_problem_file(file, count_commented_problem_lines)
-        else:
-            part = _read_ccd_file(file)
+    for file in _list_files(path):
+        part = _read_file_of_directory(file, count_commented_problem_lines)
         records.extend(part.records)
         warnings.extend(part.warnings)
+    _refuse_if_every_file_refused(path, records, warnings)
     return LabelFile(tuple(records), tuple(warnings))
 
 
@@ -127,20 +147,52 @@ def reason_for_file(file: Path) -> str:
     return stem.replace("-", " ").replace("_", " ").strip().title() or file.stem
 
 
-def _list_files(path: Path) -> list[Path]:
-    if not path.is_dir():
-        return [path]
-    files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+def _list_files(directory: Path) -> list[Path]:
+    files = sorted(p for p in directory.rglob("*.txt") if p.is_file())
     if not files:
-        raise BadInputError(f"{path}: no DELVE list files (*.txt) in this directory")
+        raise BadInputError(f"{directory}: no DELVE list files (*.txt) in this directory")
     return files
+
+
+def _read_list_file(file: Path, count_commented: bool) -> LabelFile:
+    if _is_problem_file(file):
+        return _read_problem_file(file, count_commented)
+    return _read_ccd_file(file)
+
+
+def _read_file_of_directory(file: Path, count_commented: bool) -> LabelFile:
+    """One file of a directory; a file that cannot be used is a warning, so the others still import."""
+    try:
+        if not file.read_bytes().strip():
+            return LabelFile((), (LabelWarning(str(file), None, "", "empty list file skipped", NOTE),))
+        return _read_list_file(file, count_commented)
+    except OSError as exc:
+        reason = f"cannot read ({exc.strerror or exc})"
+    except LabelFormatError as exc:
+        reason = exc.reason
+    except BadInputError as exc:  # binary content and the like: not a list, like a refused one
+        reason = str(exc).removeprefix(f"{file}: ")
+    return LabelFile((), (LabelWarning(str(file), None, "", reason, REFUSED),))
+
+
+def _refuse_if_every_file_refused(directory: Path, records: list, warnings: list[LabelWarning]) -> None:
+    """Nothing imported and some file refused: the directory is not a DELVE exclude tree, say why."""
+    refused = [w for w in warnings if w.kind == REFUSED]
+    if records or not refused:
+        return
+    first = refused[0]
+    raise LabelFormatError(
+        directory,
+        (SOURCE,),
+        f"no list file could be read ({len(refused)} refused; first: {first.file}: {first.message})",
+    )
 
 
 def _is_problem_file(file: Path) -> bool:
     """Problem lists are named problem-*.txt; a renamed one still has its ``#Nite Exposure Problem`` line."""
     if file.name.lower().startswith("problem"):
         return True
-    with file.open("r", encoding="utf-8", errors="replace") as f:
+    with file.open("r", encoding="utf-8-sig", errors="replace") as f:
         first = f.readline().lstrip("#").lower().split()
     return "problem" in first and "exposure" in first
 
@@ -148,26 +200,41 @@ def _is_problem_file(file: Path) -> bool:
 def _read_problem_file(file: Path, count_commented: bool) -> LabelFile:
     lines, warnings = read_text_lines(file)
     records: list[LabelRecord] = []
+    n_data = 0
     for number, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text:
+        text = _problem_data(line, count_commented)
+        if text is None:
             continue
-        if text.startswith("#"):
-            if not count_commented:
-                continue
-            text = text.lstrip("#").strip()
-            if not _PROBLEM_LINE.match(text):
-                continue  # the column header or a real comment
+        n_data += 1
         match = _PROBLEM_LINE.match(text)
-        if match is None:
+        if match is None or int(match["expnum"]) <= 0:
             warnings.append(LabelWarning(str(file), number, line, "not 'NITE EXPNUM PROBLEM'"))
             continue
         problem = collapse_whitespace(match["problem"] or "")
         if not problem:
-            warnings.append(LabelWarning(str(file), number, line, "no problem text; kept, reason empty"))
+            note = "no problem text; kept, reason empty"
+            warnings.append(LabelWarning(str(file), number, line, note, NOTE))
         records.append(_exposure_record(int(match["expnum"]), problem, str(file), number))
-    refuse_if_nothing_read(file, records, warnings)
+    refuse_if_mostly_unreadable(file, SOURCE, n_data, warnings)
     return LabelFile(tuple(records), tuple(warnings))
+
+
+def _problem_data(line: str, count_commented: bool) -> str | None:
+    """The data text of a problem-list line; None for blanks, comments and the column header."""
+    text = line.strip()
+    if not text or _is_problem_header(text):
+        return None
+    if not text.startswith("#"):
+        return text
+    # A commented-out line is data only when asked for and well formed (not a real comment).
+    text = text.lstrip("#").strip()
+    return text if count_commented and _PROBLEM_LINE.match(text) else None
+
+
+def _is_problem_header(text: str) -> bool:
+    """``#Nite  Exposure  Problem``, with or without the ``#``."""
+    words = text.lstrip("#").lower().split()
+    return "exposure" in words and "problem" in words and not text.lstrip("#").strip()[:1].isdigit()
 
 
 def _exposure_record(expnum: int, reason: str, file: str, number: int) -> LabelRecord:
@@ -180,25 +247,29 @@ def _read_ccd_file(file: Path) -> LabelFile:
     columns = _CCD_COLUMNS_DEFAULT
     sub_reason: str | None = None
     records: list[LabelRecord] = []
+    n_data = 0
     for number, line in enumerate(lines, start=1):
         text = line.strip()
         if not text:
             continue
+        header = _header_columns(text.lstrip("#"))
+        if header is not None:
+            columns = header
+            continue
         if text.startswith("#"):
             comment = text.lstrip("#").strip()
-            header = _header_columns(comment)
-            if header is not None:
-                columns = header
-            elif _is_sub_reason(comment):
+            if _is_sub_reason(comment):
                 sub_reason = None if comment.lower() == reason.lower() else collapse_whitespace(comment)
             continue
+        n_data += 1
         full_reason = reason if sub_reason is None else f"{reason}{SUB_REASON_SEPARATOR}{sub_reason}"
-        record, caveat = _parse_ccd_line(text.split(), columns, full_reason, str(file), number)
+        record, problem = _parse_ccd_line(text.split(), columns, full_reason, str(file), number)
         if record is not None:
             records.append(record)
-        if caveat is not None:
-            warnings.append(LabelWarning(str(file), number, line, caveat))
-    refuse_if_nothing_read(file, records, warnings)
+        if problem is not None:
+            kind = NOTE if record is not None else UNREADABLE
+            warnings.append(LabelWarning(str(file), number, line, problem, kind))
+    refuse_if_mostly_unreadable(file, SOURCE, n_data, warnings)
     return LabelFile(tuple(records), tuple(warnings))
 
 
@@ -220,33 +291,47 @@ def _is_sub_reason(comment: str) -> bool:
 
 
 def _field(values: list[str], columns: tuple[str, ...], name: str) -> str | None:
-    """A column's value, None when the column is absent or holds ``nan``."""
-    if name not in columns:
+    """A column's value, None when the column is absent (from the header or the line) or holds ``nan``."""
+    if name not in columns or columns.index(name) >= len(values):
         return None
     value = values[columns.index(name)]
-    return None if value.lower() == "nan" else value
+    return None if value.lower() == _NAN else value
+
+
+def _says_no_ccd(values: list[str], columns: tuple[str, ...]) -> bool:
+    """True when the line's CCD columns are all ``nan`` or missing and at least one is written ``nan``."""
+    present = [values[i] for i, name in enumerate(columns) if name in _CCD_FIELDS and i < len(values)]
+    return bool(present) and all(value.lower() == _NAN for value in present)
 
 
 def _parse_ccd_line(
     values: list[str], columns: tuple[str, ...], reason: str, file: str, number: int
 ) -> tuple[LabelRecord | None, str | None]:
-    """(record, caveat) for one line: no record when the line is unusable, a caveat when it was doubtful."""
-    if len(values) != len(columns):
-        return None, f"expected {len(columns)} columns ({' '.join(columns)}), found {len(values)}"
+    """(record, problem) for one line: no record when the line is unusable, a note when it was doubtful."""
     expnum_text = _field(values, columns, "expnum")
     if expnum_text is None or not expnum_text.isdigit() or int(expnum_text) <= 0:
-        return None, "expnum is not a positive integer"
+        return None, _column_count_problem(values, columns) or "expnum is not a positive integer"
+    expnum = int(expnum_text)
+    if _says_no_ccd(values, columns):
+        return _exposure_record(expnum, reason, file, number), None
     name = _field(values, columns, "id")
     try:
         ccdnum = _integer_or_none(_field(values, columns, "ccdnum"))
         ccdnum, ccdname = canonical_ccd(name, ccdnum)
     except ValueError as exc:
-        return None, f"no usable CCD: {exc}"
-    record = LabelRecord(SOURCE, "ccd", int(expnum_text), ccdnum, ccdname, None, reason, None, file, number)
+        return None, _column_count_problem(values, columns) or f"no usable CCD: {exc}"
+    record = LabelRecord(SOURCE, "ccd", expnum, ccdnum, ccdname, None, reason, None, file, number)
     # The reference script reads only the ccdnum column, so a contradicting name is reported, not obeyed.
     if name is not None and name.upper() != ccdname:
         return record, f"CCD name {name} disagrees with CCDNUM {ccdnum} ({ccdname}); CCDNUM used, like DELVE"
     return record, None
+
+
+def _column_count_problem(values: list[str], columns: tuple[str, ...]) -> str | None:
+    """Why a short line failed, when it is short: it lost the columns that would have made it readable."""
+    if len(values) >= len(columns):
+        return None
+    return f"expected {len(columns)} columns ({' '.join(columns)}), found {len(values)}"
 
 
 def _integer_or_none(text: str | None) -> int | None:

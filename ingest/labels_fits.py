@@ -2,6 +2,8 @@
 
 Column names are matched case-insensitively (DES writes EXPNUM, legacypipe expnum) and string cells are
 decoded and stripped, since FITS pads fixed-width strings with spaces and older readers hand back bytes.
+Rows are read one by one: a row that cannot be used is reported (``file:row`` and the reason) and the
+others are read; a table in which most rows are unreadable is refused (:class:`LabelFormatError`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import fitsio
 import numpy as np
 
 from ingest.labels_common import (
+    NOTE,
     LabelFile,
     LabelRecord,
     LabelWarning,
     canonical_ccd,
     collapse_whitespace,
-    refuse_if_nothing_read,
+    refuse_if_mostly_unreadable,
     require_existing,
 )
 from vecstore.errors import BadInputError
@@ -85,9 +88,11 @@ def table_columns(path: Path) -> list[tuple[int, set[str]]]:
 def read_des_fits(path: str | Path) -> LabelFile:
     """Records of a DES-style exclude table: EXPNUM, CCDNUM, REASON, ANALYST (any case, in any table HDU).
 
-    CCDNUM 0, or no CCDNUM column, means the whole exposure (DES writes 0 for exposure-wide entries); a
-    CCDNUM that is not 0..62 (63, NaN...) skips the row with a warning rather than widening a CCD label to
-    its whole exposure. ANALYST is optional. DELVE's own ``make_exclude.py`` output has this format too.
+    CCDNUM 0, NaN, or no CCDNUM column, means the whole exposure (DES writes 0 for exposure-wide
+    entries; NaN is what a text list's ``nan`` CCD becomes in DELVE's ``make_exclude.py`` output, which
+    has this format too, and the text reader reads those lines as exposure-level as well). Any other
+    CCDNUM that is not 1..62 (63, 2.5...) makes the row unreadable rather than widening a CCD label to
+    its whole exposure. ANALYST is optional.
     """
     path = require_existing(path)
     table = _read_table(path, DES_COLUMNS_REQUIRED, "a DES-style exclude table")
@@ -111,7 +116,7 @@ def read_des_fits(path: str | Path) -> LabelFile:
             records.append(record_or_problem)
         else:
             warnings.append(LabelWarning(str(path), row + 1, _row_text(table[row], names), record_or_problem))
-    refuse_if_nothing_read(path, records, warnings)
+    refuse_if_mostly_unreadable(path, "des-fits", len(table), warnings, unit="rows")
     return LabelFile(tuple(records), tuple(warnings))
 
 
@@ -119,7 +124,7 @@ def _des_record(path: Path, row: int, expnum, ccdnum, reason, analyst) -> LabelR
     expnum_value = _as_int(expnum)
     if expnum_value is None or expnum_value <= 0:
         return "EXPNUM is not a positive integer"
-    ccdnum_value = 0 if ccdnum is None else _as_int(ccdnum)
+    ccdnum_value = 0 if ccdnum is None or _is_nan(ccdnum) else _as_int(ccdnum)
     if ccdnum_value is None:
         return "CCDNUM is not an integer"
     level, ccdname, checked_ccdnum = "exposure", None, None
@@ -149,7 +154,7 @@ def read_ccd_cuts(path: str | Path) -> LabelFile:
 
     ``raw_reason`` is the bit's name (``unknown_bit_0x...`` for a bit this table of names does not know)
     and ``flag`` its value. Rows whose ``camera`` column says another camera than DECam are skipped with
-    a warning: their CCD names are not DECam's.
+    a note: their CCD names are not DECam's, and such rows are not errors of the table.
     """
     path = require_existing(path)
     table = _read_table(path, CCD_CUTS_COLUMNS_REQUIRED, "a survey-ccds table with ccd_cuts")
@@ -159,23 +164,26 @@ def read_ccd_cuts(path: str | Path) -> LabelFile:
     records: list[LabelRecord] = []
     warnings: list[LabelWarning] = []
     # Only rows with a cut make records; reading millions of clean rows one by one would be slow.
-    for row in np.flatnonzero(cuts):
+    cut_rows = np.flatnonzero(cuts)
+    for row in cut_rows:
         camera = _as_text(cameras[row]).lower() if cameras is not None else "decam"
         expnum = _as_int(table[names["expnum"]][row])
         ccdname = _as_text(table[names["ccdname"]][row])
-        problem = _ccd_cuts_row_problem(camera, expnum, ccdname)
+        if camera != "decam":
+            note = f"camera {camera!r} is not DECam; skipped"
+            warnings.append(LabelWarning(str(path), int(row) + 1, _row_text(table[row], names), note, NOTE))
+            continue
+        problem = _ccd_cuts_row_problem(expnum, ccdname)
         if problem is not None:
             warnings.append(LabelWarning(str(path), int(row) + 1, _row_text(table[row], names), problem))
             continue
         ccdnum, ccdname = canonical_ccd(ccdname, None)
         records.extend(_records_for_bits(path, int(row) + 1, expnum, ccdnum, ccdname, int(cuts[row])))
-    refuse_if_nothing_read(path, records, warnings)
+    refuse_if_mostly_unreadable(path, "ccd-cuts", len(cut_rows), warnings, unit="rows with cuts")
     return LabelFile(tuple(records), tuple(warnings))
 
 
-def _ccd_cuts_row_problem(camera: str, expnum: int | None, ccdname: str) -> str | None:
-    if camera != "decam":
-        return f"camera {camera!r} is not DECam"
+def _ccd_cuts_row_problem(expnum: int | None, ccdname: str) -> str | None:
     if expnum is None or expnum <= 0:
         return "expnum is not a positive integer"
     try:
@@ -225,6 +233,14 @@ def _as_text(value) -> str:
     if isinstance(value, bytes | np.bytes_):
         value = bytes(value).decode("utf-8", errors="replace")
     return collapse_whitespace(str(value).replace("\x00", " "))
+
+
+def _is_nan(value) -> bool:
+    """True for a NaN cell (a float column's "no value"); False for anything else, numeric or not."""
+    try:
+        return bool(np.isnan(float(value)))
+    except (TypeError, ValueError):
+        return False
 
 
 def _as_int(value) -> int | None:

@@ -565,25 +565,43 @@ def labels_import(
     categories: Path | None = typer.Option(
         None, "--categories", help="Rules file (configs/categories.toml)."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="List every unreadable line, note and refused file, not one summary."
+    ),
 ) -> None:
-    """Import legacypipe bad_expid lists, DELVE/DES exclude lists or survey-ccds ccd_cuts as labels."""
+    """Import legacypipe bad_expid lists, DELVE/DES exclude lists or survey-ccds ccd_cuts as labels.
+
+    Unreadable lines are counted and summarised; a file that is mostly unreadable is refused (exit 1),
+    and the other paths are still imported.
+    """
     from ingest.categories import CategoryRules
-    from ingest.label_import import import_labels
+    from ingest.label_import import import_labels, warning_details, warning_summary
+    from ingest.labels import LabelFormatError
     from vecstore.store import Store
 
     obj = _obj(ctx)
     rules = CategoryRules.load(categories)
+    refused = 0
     with Store.open(obj.store, writable=True, config=obj.config) as store:
         for path in paths:
-            result = import_labels(store, path, source, rules)
+            try:
+                result = import_labels(store, path, source, rules)
+            except LabelFormatError as exc:  # one refused path does not stop the others; exit 1 says so
+                typer.echo(f"error: {exc}", err=True)
+                refused += 1
+                continue
             typer.echo(
                 f"{path}: {result.n_records:,} labels ({result.source}), {result.n_added:,} new, "
                 f"{result.n_ignored:,} ignored by rule, {sum(n for *_, n in result.unmapped):,} unmapped"
             )
-            for warning in result.warnings[:20]:
-                typer.echo(f"  warning: {warning}", err=True)
-            if len(result.warnings) > 20:
-                typer.echo(f"  ... and {len(result.warnings) - 20} more warnings", err=True)
+            if verbose:
+                lines = warning_details(result)
+            else:
+                lines = [f"{summary}; --verbose lists all" for summary in warning_summary(result)]
+            for line in lines:
+                typer.echo(f"  {line}", err=True)
+    if refused:
+        raise typer.Exit(1)
 
 
 @labels_app.command("summary")
