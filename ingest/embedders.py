@@ -340,8 +340,8 @@ TEST_VIT = EmbedderConfig(
 @register_embedder(VITB14_REG)
 def _create_vitb14_reg(config: EmbedderConfig, *, weights: str | Path | None, preset: Preset) -> Embedder:
     hint = (
-        f"; download Meta's weights from {config.weights_url} and pass the file with --weights "
-        f"(create_embedder({config.name!r}, weights=PATH))"
+        f"; download Meta's dinov2_vitb14_reg4_pretrain.pth from {config.weights_url} and pass it with "
+        "--weights FILE, or use --embedder qa (no weights needed)"
     )
     if weights is None:
         model = _vitb14_from_timm_hub(config, hint)

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ingest.embedders import Embedder, create_embedder, resolve_devices
 from ingest.reader import CCDTask, inspect_fits, read_ccd, read_header_meta
-from ingest.sources import expand_sources
+from ingest.sources import _split_hdu_suffix, expand_sources
 from vecstore.errors import BadInputError, VecError
 from vecstore.provenance import Provenance
 from vecstore.store import Store
@@ -265,7 +265,11 @@ def ingest(
     progress: Callable[[int, int, IngestSummary], None] | None = None,
     embedder: Embedder | None = None,
 ) -> IngestSummary:
-    """Embed every CCD of ``sources`` not yet in ``store`` and commit it; returns counts and failures."""
+    """Embed every CCD of ``sources`` not yet in ``store`` and commit it; returns counts and failures.
+
+    BadInputError before any work (no embedder, no run) if a source does not exist.
+    """
+    check_sources_exist(sources)
     devices = device_list(options.devices)
     embedder = embedder or create_embedder(options.embedder, weights=options.weights, preset=options.preset)
     store.ensure_provenance(embedder_provenance(embedder))
@@ -301,6 +305,16 @@ def ingest(
         corpus.save()
         store.finish_run(run_id, status, summary.counts())
     return summary
+
+
+def check_sources_exist(sources: list[str | Path]) -> None:
+    """BadInputError naming every source that is not on disk (``FILE[HDU]`` is checked as FILE).
+
+    Entries of a text list or a survey-ccds table are not checked here: those become failure rows.
+    """
+    missing = [str(s) for s in sources if not os.path.lexists(_split_hdu_suffix(os.fspath(s), None)[0])]
+    if missing:
+        raise BadInputError(f"no such file or directory: {', '.join(missing)} (nothing was ingested)")
 
 
 def embedder_provenance(embedder: Embedder) -> Provenance:

@@ -6,6 +6,7 @@ widens geometrically until ``k`` neighbours pass the filter or the whole corpus 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -21,27 +22,50 @@ _CCD_REF = re.compile(r"^(?P<expnum>\d+)[/:-](?P<ccdname>[A-Za-z]+\d+)$")
 
 
 def resolve_ccd(store: Store, reference: str) -> int:
-    """``EXPNUM/CCDNAME`` (or a bare ccd_id) -> the ccd_id of a committed CCD."""
+    """``EXPNUM/CCDNAME`` (or a bare ccd_id) -> the ccd_id of a committed CCD.
+
+    NotFoundError otherwise, saying the expected form and naming the CCDs the exposure has in the store.
+    """
     text = reference.strip()
     match = _CCD_REF.match(text)
     if match:
-        rows = (
-            store.query(
-                "SELECT ccd_id FROM ccds WHERE expnum = ? AND upper(ccdname) = upper(?)",
-                [int(match["expnum"]), match["ccdname"]],
-            )
-            .column("ccd_id")
-            .to_pylist()
-        )
+        expnum, sql = int(match["expnum"]), "expnum = ? AND upper(ccdname) = upper(?)"
+        rows = _ccd_ids(store, sql, [expnum, match["ccdname"]])
     elif text.isdigit():
-        rows = (
-            store.query("SELECT ccd_id FROM ccds WHERE ccd_id = ?", [int(text)]).column("ccd_id").to_pylist()
-        )
+        expnum, rows = int(text), _ccd_ids(store, "ccd_id = ?", [int(text)])
     else:
-        raise VecError(f"{reference!r} is neither EXPNUM/CCDNAME (e.g. 1222425/N4) nor a ccd_id")
+        expnum, rows = _leading_number(text), []
     if not rows:
-        raise NotFoundError(f"store {store.path} has no embedded CCD {reference}")
+        raise NotFoundError(_unresolved_message(store, reference, expnum))
     return int(rows[0])
+
+
+def _ccd_ids(store: Store, condition: str, params: list) -> list[int]:
+    return store.query(f"SELECT ccd_id FROM ccds WHERE {condition}", params).column("ccd_id").to_pylist()
+
+
+def _leading_number(text: str) -> int | None:
+    digits = re.match(r"^\d+", text)
+    return int(digits[0]) if digits else None
+
+
+def _unresolved_message(store: Store, reference: str, expnum: int | None) -> str:
+    """What was expected, and which CCDs of that exposure the store does have."""
+    example = f"{expnum or 1222425}/N4"
+    head = f"store {store.path} has no embedded CCD {reference!r}: expected EXPNUM/CCDNAME (e.g. {example})"
+    head += ", a ccd_id, or an existing FITS file[:HDU]"
+    if expnum is None:
+        return head
+    names = exposure_ccdnames(store, expnum)
+    if not names:
+        return f"{head}; exposure {expnum} has no CCDs in the store"
+    return f"{head}; exposure {expnum} has {len(names)} CCDs in the store: {', '.join(names)}"
+
+
+def exposure_ccdnames(store: Store, expnum: int) -> list[str]:
+    """CCD names of one exposure's embedded CCDs, in CCD-number order."""
+    table = store.query("SELECT ccdname FROM ccds WHERE expnum = ? ORDER BY ccdnum, ccdname", [expnum])
+    return table.column("ccdname").to_pylist()
 
 
 def _filter_ids(store: Store, ids: np.ndarray, where: str | None) -> set[int]:
@@ -52,7 +76,8 @@ def _filter_ids(store: Store, ids: np.ndarray, where: str | None) -> set[int]:
         rows = store.query(f"SELECT ccd_id FROM ccds WHERE ccd_id IN ({listing}) AND ({where})")
     except Exception as exc:  # duckdb's parser/binder errors: a user typo in --where
         raise VecError(
-            f"--where {where!r} is not valid SQL on the ccds table: {str(exc).splitlines()[0]}"
+            f"--where {where!r} is not valid SQL on the ccds table: {str(exc).splitlines()[0]}; "
+            f"its columns: {', '.join(store.query('SELECT * FROM ccds LIMIT 0').column_names)}"
         ) from None
     return set(rows.column("ccd_id").to_pylist())
 
@@ -123,24 +148,13 @@ def similar_to_file(
     weights: str | None = None,
 ) -> tuple[dict, list[dict], np.ndarray]:
     """Look-alikes of one CCD of a FITS file (``FILE`` = its first CCD HDU, ``FILE:HDU`` = that HDU)."""
-    from ingest.embedders import create_embedder
-    from ingest.engine import embedder_provenance
-    from ingest.reader import CCDTask, list_ccd_hdus, read_ccd
+    from query.gateway import embed_as_stored, embedder_for_store, read_file
 
     path, hdu = _split_file_ref(reference)
-    if hdu is None:
-        hdus = list_ccd_hdus(path)
-        if not hdus:
-            raise VecError(f"{path} has no CCD image HDU")
-        hdu = hdus[0]
-    meta, pixels = read_ccd(CCDTask(str(path), hdu))
-    provenance = store.provenance()
-    preset = None if provenance.preset == "none" else provenance.preset.split("@")[0]
-    embedder = create_embedder(provenance.embedder, weights=weights, preset=preset)
-    store.check_provenance(embedder_provenance(embedder))
-    import dataclasses
-
-    vector = embedder.embed_images([pixels], [dataclasses.asdict(meta)])[0]
+    found = read_file(path, hdu, limit=1)  # FILE alone: its first usable CCD
+    found.require_some()
+    meta, pixels = found.metas[0], found.images[0]
+    vector = embed_as_stored(store, embedder_for_store(store, weights), [pixels], [meta])[0]
     query = {"rank": 0, **dataclasses.asdict(meta), "distance": 0.0, "label": None}
     return query, search_similar(store, model, vector, k, where=where, exclude={meta.ccd_id}), pixels
 
@@ -159,5 +173,8 @@ def _split_file_ref(reference: str) -> tuple[Path, int | str | None]:
 
 
 def is_file_reference(reference: str) -> bool:
+    """An existing file (``FILE``, ``FILE:HDU``, ``FILE[HDU]``); anything else is a CCD of the store."""
+    if not reference.strip():
+        return False
     path, _ = _split_file_ref(reference)
-    return path.exists()
+    return path.is_file()

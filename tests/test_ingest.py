@@ -189,7 +189,7 @@ def test_cli_ingest_prints_a_summary_and_failures(tmp_path):
             "0",
         ],
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # finished, some CCDs failed
     assert "ingested 2 CCDs, skipped 0 already in the store, failed 1" in result.output
     assert "broken.fits.fz" in result.output and "empty file" in result.output
 

@@ -59,7 +59,18 @@ def _execute(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table | None:
     except duckdb.Error as exc:
         if "read-only" in str(exc):
             raise
-        raise VecError(f"SQL error: {str(exc).splitlines()[0]}") from None
+        message = str(exc).splitlines()[0]
+        if isinstance(exc, duckdb.CatalogException) and "does not exist" in message:
+            message += f"; the store has: {', '.join(table_names(con))}"
+        raise VecError(f"SQL error: {message}") from None
+
+
+def table_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The tables and views a query can name (the catalog's and this connection's temporary views)."""
+    rows = con.execute(
+        "SELECT DISTINCT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1"
+    ).fetchall()
+    return [name for (name,) in rows]
 
 
 def format_table(table: pa.Table, max_width: int = 40) -> str:
@@ -91,7 +102,7 @@ def _numeric(text: str) -> bool:
 
 
 def render(table: pa.Table, fmt: str, output: Path | None = None) -> str | None:
-    """Text for stdout, or None after writing ``output`` (required for parquet)."""
+    """Text for stdout without a final newline, or None after writing ``output`` (required for parquet)."""
     if fmt not in FORMATS:
         raise VecError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "parquet":
@@ -104,10 +115,10 @@ def render(table: pa.Table, fmt: str, output: Path | None = None) -> str | None:
     elif fmt == "csv":
         buffer = io.BytesIO()
         pacsv.write_csv(table, buffer)
-        text = buffer.getvalue().decode()
+        text = buffer.getvalue().decode().removesuffix("\n")  # the caller's echo ends the last line
     else:
         text = json.dumps(table.to_pylist(), default=str, indent=1)
     if output is not None:
-        output.write_text(text)
+        output.write_text(text + "\n")
         return None
     return text
