@@ -153,3 +153,136 @@ def test_the_on_disk_dtype_is_the_stores_not_the_later_configs(tmp_path):
             "float32"
         ]
         assert store.load_embeddings()[1].tobytes() == batch_vectors(rows).tobytes()
+
+
+# ----------------------------------------------------------------------------------- reading by id
+def _fill(store, n_batches: int, size: int) -> None:
+    for b in range(n_batches):
+        rows = batch_rows(b, size)
+        store.commit_batch(None, rows[::-1], batch_vectors(rows[::-1]))  # stored rows not in id order
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_selective_reads_equal_the_full_read(tmp_path, dtype):
+    from vecstore.config import Config, StoreConfig
+
+    with Store.create(tmp_path / "s", config=Config(store=StoreConfig(embedding_dtype=dtype))) as store:
+        _fill(store, 12, 5)
+        all_ids, all_vectors = store.load_embeddings()
+        rng = np.random.default_rng(0)
+        for ask in (
+            all_ids[[7]],
+            rng.choice(all_ids, 25, replace=False),  # unsorted, across many parts
+            np.concatenate([all_ids[[3, 40, 3]], all_ids[[40]]]),  # duplicates are read once
+            all_ids[::-1],
+        ):
+            ids, vectors = store.load_embeddings(ask)
+            np.testing.assert_array_equal(ids, np.unique(ask))
+            assert vectors.dtype == np.float32
+            assert vectors.tobytes() == all_vectors[np.searchsorted(all_ids, ids)].tobytes()
+
+
+def test_selective_read_opens_only_the_parts_that_hold_the_ids(store, monkeypatch):
+    _fill(store, 10, 3)
+    opened = []
+    real = parts.read_rows
+    monkeypatch.setattr(parts, "read_rows", lambda path, rows: opened.append(path.name) or real(path, rows))
+    ids = np.array([100201, 100203, 100902])  # exposures 1002 and 1009: two parts
+    store.load_embeddings(ids)
+    named = {name: pid for pid, name, _ in store.committed_parts()}
+    assert sorted(named[n] for n in opened) == [3, 10]
+
+
+def test_one_missing_id_among_present_ones_is_an_error(store):
+    _fill(store, 2, 3)
+    with pytest.raises(VecError, match=r"no embedding for ccd_id\(s\) \[42\]"):
+        store.load_embeddings(np.array([100001, 42, 100102]))
+
+
+def test_no_ids_give_an_empty_array_of_the_stores_dim(store):
+    _fill(store, 1, 2)
+    ids, vectors = store.load_embeddings(np.array([], dtype=np.int64))
+    assert ids.shape == (0,) and vectors.shape == (0, 768)
+
+
+def test_a_wrong_row_offset_is_an_error_never_a_wrong_vector(tmp_path):
+    with Store.create(tmp_path / "s") as store:
+        _fill(store, 2, 3)
+        with store.transaction() as con:  # swap the rows of two CCDs of one part
+            con.execute("UPDATE ccds SET part_row = 2 - part_row WHERE expnum = 1000 AND part_row <> 1")
+        with pytest.raises(VecError, match="does not hold the CCDs the catalog puts in it"):
+            store.load_embeddings(np.array([100001]))
+        with pytest.raises(VecError, match="does not hold the CCDs the catalog puts in it"):
+            store.verify()
+
+
+def test_a_reader_locates_again_when_a_compaction_moved_its_ccds(store, monkeypatch):
+    _fill(store, 6, 4)
+    expected = store.load_embeddings()
+    real_locate, calls = store._locate, []
+
+    def locate_then_compact(wanted):
+        located = real_locate(wanted)
+        if not calls:
+            store.compact()  # commits between this reader's locate and its read
+        calls.append(1)
+        return located
+
+    monkeypatch.setattr(store, "_locate", locate_then_compact)
+    ids, vectors = store.load_embeddings()
+    assert len(calls) == 2 and len(store.committed_parts()) == 1
+    np.testing.assert_array_equal(ids, expected[0])
+    assert vectors.tobytes() == expected[1].tobytes()
+
+
+# ----------------------------------------------------------------------------------- streaming
+def test_iter_embeddings_yields_every_ccd_once_in_bounded_batches(store):
+    _fill(store, 7, 5)
+    all_ids, all_vectors = store.load_embeddings()
+    seen = []
+    for ids, vectors in store.iter_embeddings(batch_rows=2):
+        assert 1 <= len(ids) <= 2 and vectors.shape == (len(ids), 768) and vectors.dtype == np.float32
+        assert vectors.tobytes() == all_vectors[np.searchsorted(all_ids, ids)].tobytes()
+        seen.append(ids)
+    np.testing.assert_array_equal(np.sort(np.concatenate(seen)), all_ids)
+    with pytest.raises(VecError, match="batch_rows"):
+        next(store.iter_embeddings(batch_rows=0))
+
+
+def test_iter_embeddings_is_a_snapshot_that_survives_a_compaction(store):
+    _fill(store, 6, 4)
+    all_ids, all_vectors = store.load_embeddings()
+    stream = store.iter_embeddings(batch_rows=3)
+    seen = [next(stream)]
+    store.compact()  # removes every part the snapshot named, the open one included
+    rows = batch_rows(50, 2)
+    store.commit_batch(None, rows, batch_vectors(rows))  # committed after the snapshot: not yielded
+    seen += list(stream)
+    ids = np.concatenate([i for i, _ in seen])
+    np.testing.assert_array_equal(np.sort(ids), all_ids)
+    for batch_ids, vectors in seen:
+        assert vectors.tobytes() == all_vectors[np.searchsorted(all_ids, batch_ids)].tobytes()
+
+
+# ----------------------------------------------------------------------------------- older stores
+@pytest.mark.parametrize("how", ["null-rows", "no-column"])
+def test_a_store_without_row_offsets_is_upgraded_when_opened_for_writing(tmp_path, how):
+    path = tmp_path / "s"
+    with Store.create(path) as store:
+        _fill(store, 3, 4)
+        expected = store.load_embeddings()
+        statement = (
+            "UPDATE ccds SET part_row = NULL" if how == "null-rows" else "ALTER TABLE ccds DROP part_row"
+        )
+        with store.transaction() as con:
+            con.execute(statement)
+    with Store.open(path) as reader, pytest.raises(VecError, match="predates row offsets.* init"):
+        reader.load_embeddings(np.array([100001]))
+    with Store.open(path, writable=True) as store:
+        assert (
+            store.query("SELECT count(*) AS n FROM ccds WHERE part_row IS NULL").column("n")[0].as_py() == 0
+        )
+        ids, vectors = store.load_embeddings()
+        np.testing.assert_array_equal(ids, expected[0])
+        assert vectors.tobytes() == expected[1].tobytes()
+        assert store.verify() == {"vectors": 12, "ccds": 12}

@@ -120,3 +120,91 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     assert not reader.errors, f"vec sql failed during the writer loop: {reader.errors[:3]}"
     assert len(reader.counts) >= 5
     assert all(x <= y for x, y in zip(reader.counts, reader.counts[1:], strict=False)), reader.counts
+
+
+# ----------------------------------------------------------------------------------- vec compact
+COMPACT_BATCHES, COMPACT_BATCH = 120, 4
+_READER = """
+import pathlib, sys
+import numpy as np
+from tests.store_writer import batch_rows, batch_vectors
+from vecstore.store import Store
+
+path, n_batches, size, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), pathlib.Path(sys.argv[4])
+rows = [r for b in range(n_batches) for r in batch_rows(b, size)]
+ids = np.array([r["ccd_id"] for r in rows])
+expected = batch_vectors(rows).astype(np.float16).astype(np.float32)
+rng, reads = np.random.default_rng(0), 0
+with Store.open(path) as store:
+    while not stop.exists():
+        pick = np.sort(rng.choice(len(ids), 8, replace=False))
+        got_ids, got = store.load_embeddings(ids[pick])
+        assert np.array_equal(got_ids, ids[pick]) and got.tobytes() == expected[pick].tobytes(), pick
+        reads += 1
+print(reads)
+"""
+
+
+def _expected_store() -> tuple[np.ndarray, np.ndarray]:
+    from tests.store_writer import batch_rows, batch_vectors
+
+    rows = [r for b in range(COMPACT_BATCHES) for r in batch_rows(b, COMPACT_BATCH)]
+    return np.array([r["ccd_id"] for r in rows]), batch_vectors(rows).astype(np.float16).astype(np.float32)
+
+
+def _start_compact(store: Path, target_rows: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "vecstore.cli", "--store", str(store), "compact"]
+    return subprocess.Popen(
+        [*command, "--target-rows", str(target_rows)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _assert_same_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray) -> None:
+    with Store.open(path) as store:
+        got_ids, got = store.load_embeddings()
+        np.testing.assert_array_equal(got_ids, ids)
+        assert got.tobytes() == vectors.tobytes()
+
+
+@pytest.mark.slow
+def test_sigkill_during_compaction_leaves_a_consistent_store(tmp_path):
+    from tests.store_writer import run as write_store
+
+    path, stop = tmp_path / "store", tmp_path / "stop-reading"
+    Store.create(path).close()
+    write_store(str(path), COMPACT_BATCHES, COMPACT_BATCH)  # 120 parts of 4 CCDs
+    ids, vectors = _expected_store()
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER, str(path), str(COMPACT_BATCHES), str(COMPACT_BATCH), str(stop)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    rng = random.Random(4321)
+    kills, target = 0, 8  # each target doubles the last: there is always more to merge
+    while kills < 6 and target <= len(ids):
+        compactor = _start_compact(path, target)
+        time.sleep(rng.uniform(0.7, 1.5))  # start-up and open take ~0.7 s, then a merge every ~0.05 s
+        if compactor.poll() is not None:
+            assert compactor.returncode == 0, compactor.stderr.read()
+            target *= 2
+            continue
+        os.kill(compactor.pid, signal.SIGKILL)
+        compactor.wait()
+        kills += 1
+        assert _assert_consistent(path) == len(ids)
+        _assert_same_vectors(path, ids, vectors)
+    assert kills >= 4, f"compaction finished after only {kills} kills; give it more parts"
+    assert _start_compact(path, len(ids)).wait() == 0
+    _assert_same_vectors(path, ids, vectors)
+    assert _assert_consistent(path) == len(ids)
+    with Store.open(path) as store:
+        assert len(store.committed_parts()) == 1
+    stop.touch()
+    out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, f"a reader failed during compaction: {err[-2000:]}"
+    assert int(out) >= 10

@@ -35,8 +35,11 @@ CREATE TABLE IF NOT EXISTS ccds (
     ccd_cuts BIGINT, ebv DOUBLE,
     part_id BIGINT NOT NULL,
     run_id BIGINT,
-    committed_at TIMESTAMP
+    committed_at TIMESTAMP,
+    part_row INTEGER  -- the CCD's row in its part: a read of a few CCDs decodes only their row groups
 );
+-- Stores made before row offsets were recorded; the writer fills them in on open (Store.recover).
+ALTER TABLE ccds ADD COLUMN IF NOT EXISTS part_row INTEGER;
 CREATE TABLE IF NOT EXISTS embedding_parts (
     part_id BIGINT PRIMARY KEY,
     file VARCHAR NOT NULL UNIQUE,

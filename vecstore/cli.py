@@ -90,14 +90,35 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
     verify: bool = typer.Option(False, "--verify", help="Read every embedding part and check ids."),
 ) -> None:
-    """Counts, provenance, model versions and disk use of the store."""
+    """Counts, provenance, model versions, embedding parts and disk use of the store."""
+    from vecstore.compact import format_parts
     from vecstore.info import format_info, store_info
     from vecstore.store import Store
 
     obj = _obj(ctx)
     with Store.open(obj.store, config=obj.config) as store:
         result = store_info(store, verify=verify)
-    typer.echo(json.dumps(result, indent=1, default=str) if as_json else format_info(result))
+        result["parts"] = store.parts_summary()
+    if as_json:
+        typer.echo(json.dumps(result, indent=1, default=str))
+    else:
+        typer.echo(format_info(result) + "\n" + format_parts(result["parts"]))
+
+
+@app.command()
+def compact(
+    ctx: typer.Context,
+    target_rows: int = typer.Option(
+        0, "--target-rows", help="Rows per merged part; 0 = [store] compact_target_rows of the config."
+    ),
+) -> None:
+    """Merge small embedding parts into large ones; safe to interrupt, readers keep working meanwhile."""
+    from vecstore.store import Store
+
+    obj = _obj(ctx)
+    with Store.open(obj.store, writable=True, config=obj.config) as store:
+        result = store.compact(target_rows or None)
+    typer.echo(result.describe())
 
 
 @app.command()

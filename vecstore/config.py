@@ -19,6 +19,8 @@ from vecstore.errors import ConfigError
 class StoreConfig:
     embedding_dtype: str = "float16"  # raw embeddings on disk: "float16" halves the size, "float32" exact
     lock_timeout_s: float = 30.0  # how long a reader/writer retries when another process holds the catalog
+    compact_target_rows: int = 8192  # `vec compact` merges parts smaller than this into parts of up to it
+    compact_trigger_parts: int = 256  # Store.maybe_compact runs once compacting would remove more parts
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ place *and* the catalog transaction that names the part and inserts its CCD rows
 writing, files in ``embeddings/`` that the catalog does not name are removed (orphans of a crash), and CCDs
 whose part file has gone missing are dropped from the catalog so the next ingest embeds them again.
 The set of CCDs still to embed is never stored: it is always "sources minus committed ccd_ids".
+
+The catalog records each CCD's part and row within it (``ccds.part_id``, ``ccds.part_row``), so reading some
+ids opens only their parts and decodes only their row groups. ``vec compact`` (compact.py) merges small parts
+under the same protocol: new part durable first, then one transaction moves the CCDs to it.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -26,6 +32,9 @@ from vecstore import catalog, parts
 from vecstore.config import Config
 from vecstore.errors import NotAStoreError, StoreLockedError, VecError
 from vecstore.provenance import Provenance, check_compatible
+
+if TYPE_CHECKING:
+    from vecstore.compact import CompactResult
 
 CCD_COLUMNS = (
     "ccd_id",
@@ -58,6 +67,8 @@ _CCD_TYPES = {
     "ebv": pa.float64(),
 }
 WRITER_LOCK = "writer.lock"
+# Tries of locate-then-read: a `vec compact` committing in between moves CCDs to a new part, once per merge.
+_READ_ATTEMPTS = 5
 
 
 def _now() -> dt.datetime:
@@ -70,6 +81,54 @@ class CommitResult:
     n_added: int
     n_already_committed: int
     added: np.ndarray | None = None  # boolean mask over the batch's rows: the ones this commit stored
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """One committed part as the catalog's ``embedding_parts`` records it."""
+
+    part_id: int
+    file: str
+    n_rows: int
+    run_id: int | None
+    dtype: str
+
+
+@dataclass(frozen=True)
+class _Located:
+    """Where CCDs are: their ids (sorted), and for each the part_id and the row within that part."""
+
+    ids: np.ndarray
+    part_ids: np.ndarray
+    rows: np.ndarray
+    files: dict[int, str]  # part_id -> file name
+    dim: int
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The committed parts as (file, n_rows recorded, CCDs in the catalog) and their ids by (part, row)."""
+
+    parts: list[tuple[str, int, int]]
+    ids: np.ndarray
+    n_ccds: int
+
+
+def _groups(keys: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(key, positions)`` for each distinct key, positions ascending."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    cuts = np.flatnonzero(np.diff(sorted_keys)) + 1
+    for positions in np.split(order, cuts):
+        if len(positions):
+            yield int(keys[positions[0]]), positions
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # removed by a compaction since it was listed
+        return 0
 
 
 def ccd_rows_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -96,6 +155,7 @@ class Store:
         self._committed: set[int] | None = None
         self._last_part_id: int | None = None
         self._dtype: str | None = None
+        self._small_parts: list[PartRecord] | None = None  # parts under the compaction target (maybe_compact)
 
     # ----------------------------------------------------------------- opening and closing
     @classmethod
@@ -247,7 +307,7 @@ class Store:
                 [(run_id, str(p), None if h is None else str(h), c, r, _now()) for p, h, c, r in failures],
             )
 
-    # ----------------------------------------------------------------- embeddings
+    # ----------------------------------------------------------------- embeddings: writing
     @property
     def embedding_dtype(self) -> str:
         """The dtype of this store's parts: recorded at creation (the config's, for stores made before)."""
@@ -293,7 +353,7 @@ class Store:
         part_id = self._next_part_id()
         name = parts.part_file_name(part_id)
         parts.write_part(self.parts_dir, name, ids, vectors, dtype)
-        table = ccd_rows_table(rows)
+        table = ccd_rows_table(rows).append_column("part_row", pa.array(np.arange(len(ids), dtype=np.int32)))
         now = _now()
         with self.transaction() as con:
             con.register("batch", table)
@@ -306,12 +366,15 @@ class Store:
                 "any_value(mjd_obs), any_value(airmass), any_value(plver), any_value(ra), any_value(dec), "
                 "any_value(release), any_value(path) FROM batch GROUP BY expnum"
             )
+            columns = ", ".join(CCD_COLUMNS)
             con.execute(
-                f"INSERT INTO ccds SELECT {', '.join(CCD_COLUMNS)}, ?, ?, ? FROM batch",
+                f"INSERT INTO ccds ({columns}, part_id, run_id, committed_at, part_row) "
+                f"SELECT {columns}, ?, ?, ?, part_row FROM batch",
                 [part_id, run_id, now],
             )
             con.unregister("batch")
         committed.update(ids.tolist())
+        self._note_new_part(PartRecord(part_id, name, len(ids), run_id, dtype))
         return CommitResult(part_id, len(ids), n_skipped, added)
 
     def _next_part_id(self) -> int:
@@ -321,36 +384,252 @@ class Store:
         self._last_part_id += 1
         return self._last_part_id
 
+    def replace_parts(self, old: list[PartRecord], ids: np.ndarray, vectors: np.ndarray) -> int:
+        """Commit one new part holding exactly the CCDs of the parts ``old``, in their place (compaction).
+
+        The same protocol as :meth:`commit_batch`: the part file is made durable first; then ONE catalog
+        transaction names it, moves the CCDs' part_id and part_row to it and un-commits ``old``; the old
+        files are removed after. A crash at any moment leaves either the old parts or the new one
+        committed, and the other unreferenced (removed by :meth:`recover`). ``vectors`` must be in the
+        parts' stored dtype (``old[0].dtype``), so the values stay bitwise the same. Returns the new part_id.
+        """
+        self._require_writable()
+        old_ids = [p.part_id for p in old]
+        dtype, run_id = old[0].dtype, old[0].run_id
+        part_id = self._next_part_id()
+        name = parts.part_file_name(part_id)
+        parts.write_part(self.parts_dir, name, ids, vectors, dtype)
+        moved = pa.table(
+            {"ccd_id": pa.array(ids, pa.int64()), "row": pa.array(np.arange(len(ids), dtype=np.int32))}
+        )
+        marks = ", ".join("?" * len(old_ids))
+        # An error below rolls the transaction back; the new file is then an orphan that recover() removes.
+        with self.transaction() as con:
+            con.register("moved", moved)
+            con.execute(
+                "INSERT INTO embedding_parts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [part_id, name, len(ids), vectors.shape[1], dtype, run_id, _now()],
+            )
+            n_moved = con.execute(
+                f"UPDATE ccds SET part_id = ?, part_row = moved.row FROM moved "
+                f"WHERE ccds.ccd_id = moved.ccd_id AND ccds.part_id IN ({marks})",
+                [part_id, *old_ids],
+            ).fetchall()[0][0]
+            n_left = con.execute(f"SELECT count(*) FROM ccds WHERE part_id IN ({marks})", old_ids).fetchall()
+            if n_moved != len(ids) or n_left[0][0]:
+                raise VecError(
+                    f"store {self.path}: parts {old_ids} and the catalog disagree on their CCDs; nothing was "
+                    "changed; run `vec info --verify`"
+                )
+            con.execute(f"DELETE FROM embedding_parts WHERE part_id IN ({marks})", old_ids)
+            con.unregister("moved")
+        for part in old:
+            (self.parts_dir / part.file).unlink(missing_ok=True)
+        parts.fsync_dir(self.parts_dir)
+        self._small_parts = None
+        return part_id
+
+    # ----------------------------------------------------------------- embeddings: compaction
+    def part_records(self) -> list[PartRecord]:
+        """Every committed part, in part_id order."""
+        table = self.query(
+            "SELECT part_id, file, n_rows, run_id, dtype FROM embedding_parts ORDER BY part_id"
+        )
+        return [PartRecord(**row) for row in table.to_pylist()]
+
+    def _note_new_part(self, part: PartRecord) -> None:
+        if self._small_parts is not None and part.n_rows < self.config.store.compact_target_rows:
+            self._small_parts.append(part)
+
+    def compact(self, target_rows: int | None = None) -> CompactResult:
+        """Merge small parts into parts of up to ``target_rows`` rows (default: the config's); compact.py."""
+        from vecstore import compact  # compact imports this module
+
+        return compact.compact(self, target_rows or self.config.store.compact_target_rows)
+
+    def maybe_compact(self) -> CompactResult | None:
+        """Compact when that would remove more than ``[store] compact_trigger_parts`` parts, else None.
+
+        Meant for the ingest engine to call after each commit: the small parts are listed from the catalog
+        once and then tracked in memory (this process is the only writer), so a call that does nothing costs
+        no catalog access.
+        """
+        from vecstore import compact
+
+        self._require_writable()
+        target = self.config.store.compact_target_rows
+        if self._small_parts is None:
+            self._small_parts = [p for p in self.part_records() if p.n_rows < target]
+        groups = compact.plan(self._small_parts, target)
+        if sum(len(g) - 1 for g in groups) <= self.config.store.compact_trigger_parts:
+            return None
+        return compact.compact(self, target, groups)
+
+    # ----------------------------------------------------------------- embeddings: reading
     def committed_parts(self) -> list[tuple[int, str, int]]:
         table = self.query("SELECT part_id, file, n_rows FROM embedding_parts ORDER BY part_id")
         return list(zip(*(table.column(c).to_pylist() for c in ("part_id", "file", "n_rows")), strict=True))
 
     def load_embeddings(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(ccd_ids, vectors float32)`` sorted by ccd_id; only ``ids`` when given (missing ids raise)."""
-        chunks_ids, chunks_vec = [], []
+        """``(ccd_ids, vectors float32)`` sorted by ccd_id, each id once; only ``ids`` when given.
+
+        Duplicates in ``ids`` are read once; ids without a committed embedding raise. The catalog says which
+        part and row holds each CCD, so only those parts are opened and only their row groups decoded: a
+        few CCDs cost about the same in a store of any size. Whole-store work should prefer
+        :meth:`iter_embeddings`, which never holds every vector at once.
+        """
         wanted = None if ids is None else np.unique(np.asarray(ids, dtype=np.int64))
-        for _, name, _ in self.committed_parts():
-            part_ids, vectors = parts.read_part(self.parts_dir / name)
+        for _ in range(_READ_ATTEMPTS):
+            located = self._locate(wanted)
+            if wanted is not None and len(located.ids) != len(wanted):
+                missing = np.setdiff1d(wanted, located.ids)[:5].tolist()
+                raise VecError(f"store {self.path} has no embedding for ccd_id(s) {missing}")
+            try:
+                return located.ids, self._read_located(located)
+            except FileNotFoundError:
+                continue  # a `vec compact` replaced a part between locating and reading: locate again
+        raise self._missing_part_error()
+
+    def iter_embeddings(self, batch_rows: int = 16_384) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every committed CCD's vector exactly once, as ``(ccd_ids int64 (n,), vectors float32 (n, dim))``.
+
+        For whole-store work (corpus index builds, ``classify --all``, ``info --verify``):
+
+        - a batch holds at most ``batch_rows`` rows, all from one part; parts come in part_id order and rows
+          in their stored order, so ids are NOT sorted across (or within) batches: join by id;
+        - memory is one batch (48 MB of 768-d float32 at the default size) and one Parquet row group at a
+          time, plus the snapshot's ids (8 bytes a CCD): never one copy of every vector;
+        - it yields the CCDs committed when the call is made (a snapshot): commits made while iterating are
+          not included (compare with :meth:`committed_ids` afterwards); a concurrent ``vec compact`` is
+          harmless (a part it removed is read from the part that replaced it);
+        - each part is checked against the catalog as it is read (its ids, at the catalog's rows); a
+          disagreement raises :class:`VecError`.
+        """
+        if batch_rows < 1:
+            raise VecError(f"iter_embeddings: batch_rows must be >= 1, got {batch_rows}")
+        yield from self._iter_snapshot(self._snapshot(), batch_rows)
+
+    def _locate(self, wanted: np.ndarray | None) -> _Located:
+        """Where the CCDs ``wanted`` (sorted, unique; None = all) are: one catalog query (a connection
+        costs ~10 ms, the query a few more), so a small read costs the same in a store of any size."""
+        where = "" if wanted is None else " WHERE c.ccd_id IN (SELECT wanted_id FROM wanted)"
+        with catalog.open_catalog(self.catalog_path, read_only=True, timeout_s=self._timeout) as con:
             if wanted is not None:
-                mask = np.isin(part_ids, wanted)
-                part_ids, vectors = part_ids[mask], vectors[mask]
-            chunks_ids.append(part_ids)
-            chunks_vec.append(vectors.astype(np.float32))
-        if not chunks_ids:
-            dim = int(self.meta().get("dim", 0))
-            return np.empty(0, np.int64), np.empty((0, dim), np.float32)
-        all_ids = np.concatenate(chunks_ids)
-        all_vec = np.concatenate(chunks_vec)
-        order = np.argsort(all_ids, kind="stable")
-        all_ids, all_vec = all_ids[order], all_vec[order]
-        if wanted is not None and len(all_ids) != len(wanted):
-            missing = np.setdiff1d(wanted, all_ids)[:5].tolist()
-            raise VecError(f"store {self.path} has no embedding for ccd_id(s) {missing}")
-        return all_ids, all_vec
+                con.register("wanted", pa.table({"wanted_id": pa.array(wanted, pa.int64())}))
+            found = self._query_rows(
+                con,
+                "SELECT c.ccd_id, c.part_id, c.part_row, p.file, p.dim "
+                f"FROM ccds c JOIN embedding_parts p USING (part_id){where} ORDER BY c.ccd_id",
+            )
+        part_ids = found.column("part_id").to_numpy().astype(np.int64, copy=False)
+        distinct, first = np.unique(part_ids, return_index=True)
+        files = found.column("file").take(pa.array(first)).to_pylist()
+        return _Located(
+            ids=found.column("ccd_id").to_numpy().astype(np.int64, copy=False),
+            part_ids=part_ids,
+            rows=found.column("part_row").to_numpy().astype(np.int64),
+            files=dict(zip(distinct.tolist(), files, strict=True)),
+            dim=int(found.column("dim")[0].as_py()) if found.num_rows else self._stored_dim(),
+        )
+
+    def _stored_dim(self) -> int:
+        """The vectors' dimension where no part is read: the parts', else the provenance's, else 0."""
+        dim = self.scalar("SELECT max(dim) FROM embedding_parts")
+        return int(dim if dim is not None else self.meta().get("dim", 0))
+
+    def _query_rows(self, con, sql: str) -> pa.Table:
+        """Run ``sql``, which reads ``ccds.part_row`` (older stores lack it until opened for writing)."""
+        try:
+            table = catalog.query_arrow(con, sql)
+        except duckdb.BinderException:
+            table = None
+        if table is None or table.column("part_row").null_count:
+            raise VecError(
+                f"store {self.path} predates row offsets in the catalog; open it for writing once "
+                f"(`vec --store {self.path} init`) to record them"
+            )
+        return table
+
+    def _read_located(self, located: _Located) -> np.ndarray:
+        """The vectors of ``located.ids`` in that order, reading each part once and only its rows needed."""
+        out = np.empty((len(located.ids), located.dim), dtype=np.float32)
+        for part_id, where in _groups(located.part_ids):
+            name = located.files[part_id]
+            try:
+                ids, vectors = parts.read_rows(self.parts_dir / name, located.rows[where])
+            except IndexError:
+                raise self._disagree_error(name) from None
+            if not np.array_equal(ids, located.ids[where]):
+                raise self._disagree_error(name)
+            out[where] = vectors
+        return out
+
+    def _snapshot(self) -> _Snapshot:
+        """The committed parts and, in one array, their CCDs by (part, row), from one catalog view."""
+        with catalog.open_catalog(self.catalog_path, read_only=True, timeout_s=self._timeout) as con:
+            table = catalog.query_arrow(
+                con,
+                "SELECT p.part_id, p.file, p.n_rows, count(c.ccd_id) AS n_ccds FROM embedding_parts p "
+                "LEFT JOIN ccds c USING (part_id) GROUP BY ALL ORDER BY p.part_id",
+            )
+            rows = self._query_rows(
+                con,
+                "SELECT c.ccd_id, c.part_row FROM ccds c JOIN embedding_parts p USING (part_id) "
+                "ORDER BY c.part_id, c.part_row",
+            )
+            n_ccds = con.execute("SELECT count(*) FROM ccds").fetchall()[0][0]
+        return _Snapshot(
+            parts=[(r["file"], r["n_rows"], r["n_ccds"]) for r in table.to_pylist()],
+            ids=rows.column("ccd_id").to_numpy().astype(np.int64, copy=False),
+            n_ccds=int(n_ccds),
+        )
+
+    def _iter_snapshot(self, snapshot: _Snapshot, batch_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        start = 0
+        for name, _, n_ccds in snapshot.parts:
+            expected = snapshot.ids[start : start + n_ccds]
+            start += n_ccds
+            yield from self._iter_part(name, expected, batch_rows)
+
+    def _iter_part(
+        self, name: str, expected: np.ndarray, batch_rows: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """One part's batches, checked against ``expected`` (the catalog's ids of the part in row order)."""
+        try:
+            batches = parts.iter_part(self.parts_dir / name, batch_rows)
+        except FileNotFoundError:
+            # `vec compact` replaced the part after the snapshot: read its CCDs from where they are now.
+            for start in range(0, len(expected), batch_rows):
+                yield self.load_embeddings(expected[start : start + batch_rows])
+            return
+        done = 0
+        for ids, vectors in batches:
+            if not np.array_equal(ids, expected[done : done + len(ids)]):
+                raise self._disagree_error(name)
+            done += len(ids)
+            yield ids, vectors.astype(np.float32)
+        if done != len(expected):
+            raise self._disagree_error(name)
+
+    def _disagree_error(self, name: str) -> VecError:
+        return VecError(
+            f"store {self.path} is inconsistent: part {name} does not hold the CCDs the catalog puts in it "
+            "(at the catalog's rows); run `vec info --verify` and report this"
+        )
+
+    def _missing_part_error(self) -> VecError:
+        return VecError(
+            f"store {self.path}: a committed embedding part file is missing from {self.parts_dir}; open the "
+            f"store for writing (`vec --store {self.path} init`) to re-queue its CCDs"
+        )
 
     # ----------------------------------------------------------------- crash recovery and invariants
     def recover(self) -> dict[str, int]:
-        """Remove orphan part files; re-queue CCDs whose committed part file is missing."""
+        """Remove orphan part files; re-queue CCDs whose committed part file is missing.
+
+        Orphans are what a crash leaves: a part renamed into place whose commit never happened, a temp file,
+        or (during ``vec compact``) the old parts after the transaction that replaced them.
+        """
         self._require_writable()
         named = {name: pid for pid, name, _ in self.committed_parts()}
         removed = 0
@@ -371,9 +650,35 @@ class Store:
                     con.execute(
                         f"DELETE FROM {table} WHERE part_id IN ({', '.join('?' * len(missing))})", missing
                     )
+        filled = self._fill_part_rows()
         self._committed = None
         self._last_part_id = None
-        return {"orphans_removed": removed, "parts_missing": len(missing)}
+        self._small_parts = None
+        return {"orphans_removed": removed, "parts_missing": len(missing), "parts_given_rows": filled}
+
+    def _fill_part_rows(self) -> int:
+        """Record each CCD's row in its part in stores made before the catalog kept it (from the ids)."""
+        table = self.query(
+            "SELECT DISTINCT p.part_id, p.file FROM ccds c JOIN embedding_parts p USING (part_id) "
+            "WHERE c.part_row IS NULL ORDER BY p.part_id"
+        )
+        if not table.num_rows:
+            return 0
+        with self.transaction() as con:
+            for part_id, name in zip(
+                *(table.column(c).to_pylist() for c in ("part_id", "file")), strict=True
+            ):
+                ids = parts.read_part_ids(self.parts_dir / name)
+                con.register(
+                    "rows_of_part", pa.table({"ccd_id": ids, "row": np.arange(len(ids), dtype=np.int32)})
+                )
+                con.execute(
+                    "UPDATE ccds SET part_row = r.row FROM rows_of_part r "
+                    "WHERE ccds.ccd_id = r.ccd_id AND ccds.part_id = ?",
+                    [part_id],
+                )
+                con.unregister("rows_of_part")
+        return table.num_rows
 
     def check_invariants(self) -> None:
         """Vector count == catalog count: every committed CCD is in exactly one committed part."""
@@ -390,14 +695,37 @@ class Store:
             )
 
     def verify(self) -> dict[str, int]:
-        """A deep check reading every part: ids in parts == ids in the catalog, each exactly once."""
-        part_ids, _ = self.load_embeddings()
-        catalog_ids = self.committed_ids()
-        if len(np.unique(part_ids)) != len(part_ids):
-            raise VecError(f"store {self.path}: a ccd_id appears in more than one part")
-        if not np.array_equal(np.sort(part_ids), catalog_ids):
-            raise VecError(f"store {self.path}: ccd_ids in parts differ from the catalog's")
-        return {"vectors": len(part_ids), "ccds": len(catalog_ids)}
+        """A deep check reading every part once (:meth:`iter_embeddings`): each part holds exactly the CCDs
+        the catalog puts in it, at the catalog's rows, and every committed CCD is in a committed part."""
+        snapshot = self._snapshot()
+        for name, n_rows, n_ccds in snapshot.parts:
+            if n_rows != n_ccds:
+                raise VecError(
+                    f"store {self.path}: part {name} is recorded with {n_rows} rows but the catalog puts "
+                    f"{n_ccds} CCDs in it"
+                )
+        if len(snapshot.ids) != snapshot.n_ccds:
+            raise VecError(
+                f"store {self.path}: {snapshot.n_ccds - len(snapshot.ids)} committed CCDs name no "
+                "committed part"
+            )
+        n_vectors = sum(len(ids) for ids, _ in self._iter_snapshot(snapshot, 16_384))
+        return {"vectors": n_vectors, "ccds": snapshot.n_ccds}
+
+    def parts_summary(self) -> dict[str, int]:
+        """Committed parts: how many, how many are under the compaction target (and it), rows, bytes."""
+        target = self.config.store.compact_target_rows
+        records = self.part_records()
+        rows = sorted(p.n_rows for p in records)
+        return {
+            "parts": len(records),
+            "small_parts": sum(n < target for n in rows),
+            "rows_min": rows[0] if rows else 0,
+            "rows_median": rows[len(rows) // 2] if rows else 0,
+            "rows_max": rows[-1] if rows else 0,
+            "bytes": sum(_file_size(self.parts_dir / p.file) for p in records),
+            "target_rows": target,
+        }
 
     # ----------------------------------------------------------------- summary
     def counts(self) -> dict[str, int]:
