@@ -22,11 +22,11 @@ from ingest.label_import import import_labels
 from ingest.simulate import simulate_survey
 from query.classify import classify_all
 from query.demo import _split_exposures, central_ccds, score_held_out, write_training_labels
-from query.labels import GOOD
 from query.train import train
 from vecstore.config import Config
 from vecstore.models import Model
 from vecstore.store import Store
+from vecstore.vocabulary import GOOD
 
 EMBEDDERS = ("qa", "test_vit", "test_vit+qa")
 
@@ -39,8 +39,13 @@ def run_one(name: str, sim, data: Path, root: Path, labelled: set[int], held_out
             import_labels(store, path, source)
         train(store, Config())
         run = classify_all(store, Model.current(store), Config().classify)
-        ccd, exposure, _, top = score_held_out(store, sim, held_out, run.run_id)
-    return {"ccd_top": top, "ccd": ccd, "exposure": exposure, "seconds": time.perf_counter() - started}
+        scores = score_held_out(store, sim, held_out, run.run_id)
+    return {
+        "ccd_top": scores.top,
+        "ccd": scores.ccd,
+        "exposure": scores.exposure,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def table(results: dict[str, dict], level: str) -> str:
@@ -48,7 +53,7 @@ def table(results: dict[str, dict], level: str) -> str:
     head = f"{'category':<22}" + "".join(f"{n + ' P':>14}{n + ' R':>14}" for n in names)
     what = {
         "ccd_top": "CCDs, top class (no cut)",
-        "ccd": "CCDs, with the 0.9 cut",
+        "ccd": "CCDs, the calibrated rule's label",
         "exposure": "exposures, vote",
     }
     lines = [f"{what[level]}: precision (P) and recall (R) on held-out data", head, "-" * len(head)]

@@ -15,7 +15,15 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-BENCHMARKS = ("store_bench", "ingest_bench", "knn_bench", "similar_bench", "qa_bench", "embedder_bench")
+BENCHMARKS = (
+    "store_bench",
+    "ingest_bench",
+    "knn_bench",
+    "similar_bench",
+    "qa_bench",
+    "embedder_bench",
+    "classify_bench",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -24,7 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated benchmarks to run (store, ingest, knn, similar, qa, embedder); default: all",
+        help="comma-separated benchmarks to run (store, ingest, knn, similar, qa, embedder, classify); "
+        "default: all",
     )
     return parser.parse_args(argv)
 

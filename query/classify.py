@@ -1,7 +1,9 @@
-"""``vec classify``: k=7 L1 neighbours per CCD -> class probabilities -> the 0.9 cut -> the exposure vote.
+"""``vec classify``: k=7 L1 neighbours per CCD -> class probabilities -> the model's rule -> a verdict.
 
 The same core (:func:`classify_vectors`) serves exposures in the store, exposures read from a new file,
-and ``--all`` runs that write ``ccd_predictions`` / ``exposure_predictions`` tables.
+and ``--all`` runs that write ``ccd_predictions`` / ``exposure_predictions`` tables. A CCD is never
+classified by reference CCDs of its own exposure. The rule (calibrated or paper, see :mod:`query.vote`)
+is the model's; :class:`Rule` carries its thresholds so every output can say what decided.
 """
 
 from __future__ import annotations
@@ -15,15 +17,59 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ingest.categories import CATEGORIES
 from query.knn import class_probabilities, find_neighbours
-from query.vote import CCDVerdict, ExposureVerdict, ccd_verdicts, exposure_vote
+from query.vote import (
+    CCDVerdict,
+    ExposureVerdict,
+    calibrated_ccd_verdicts,
+    ccd_verdicts,
+    exposure_vote,
+    fraction_vote,
+)
 from vecstore.config import ClassifyConfig
-from vecstore.errors import NotFoundError, VecError
+from vecstore.errors import NotFoundError
 from vecstore.models import Model
 from vecstore.store import Store
+from vecstore.vocabulary import CATEGORIES, expnum_of
 
 CHUNK_EXPOSURES = 100  # exposures per transaction of a `classify --all` run: the unit lost on a crash
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The decision rule and thresholds a classification used."""
+
+    name: str  # "calibrated" or "paper"
+    threshold: float = 0.5  # calibrated: a CCD is flagged at p_bad >= threshold
+    fraction: float = 0.0  # calibrated: an exposure is bad when this share of its CCDs is flagged
+    prob_cut: float = 0.9  # paper: a CCD is bad at top bad-class probability >= prob_cut
+    min_bad_ccds: int = 3  # paper: an exposure is bad with this many bad CCDs
+
+    @classmethod
+    def of(cls, model: Model, cfg: ClassifyConfig) -> Rule:
+        if model.rule == "paper":
+            return cls("paper", prob_cut=cfg.prob_cut, min_bad_ccds=cfg.min_bad_ccds)
+        return cls(
+            "calibrated",
+            threshold=float(model.settings["threshold"] if cfg.threshold < 0 else cfg.threshold),
+            fraction=float(model.settings["fraction"] if cfg.fraction < 0 else cfg.fraction),
+        )
+
+    def describe(self) -> str:
+        if self.name == "paper":
+            return (
+                f"paper rule (Luo et al.): CCD bad at top bad-class p >= {self.prob_cut:g}, "
+                f"exposure bad with >= {self.min_bad_ccds} bad CCDs"
+            )
+        return (
+            f"calibrated rule: CCD flagged at p_bad >= {self.threshold:g}, exposure bad when >= "
+            f"{self.fraction:.0%} of its CCDs (and at least 1) are flagged"
+        )
+
+    def as_dict(self) -> dict:
+        if self.name == "paper":
+            return {"rule": "paper", "prob_cut": self.prob_cut, "min_bad_ccds": self.min_bad_ccds}
+        return {"rule": "calibrated", "threshold": self.threshold, "fraction": self.fraction}
 
 
 @dataclass(frozen=True)
@@ -42,11 +88,15 @@ class ExposureResult:
     verdict: ExposureVerdict
     ccds: list[CCDResult]
     source: str = "store"
+    rule: Rule | None = None
+    failures: list[dict] = field(default_factory=list)  # CCDs of a FILE that could not be used
 
     def as_dict(self) -> dict:
         return {
             "expnum": self.expnum,
             "source": self.source,
+            **({"rule": self.rule.as_dict()} if self.rule else {}),
+            "failures": self.failures,
             "is_bad": self.verdict.is_bad,
             "category": self.verdict.category,
             "n_bad": self.verdict.n_bad,
@@ -59,6 +109,9 @@ class ExposureResult:
                     "label": c.verdict.label,
                     "prob": c.verdict.prob,
                     "is_bad": c.verdict.is_bad,
+                    "p_bad": round(c.verdict.p_bad, 6),
+                    "top_bad": c.verdict.top_bad,
+                    "top_bad_prob": round(c.verdict.top_bad_prob, 6),
                     "probs": c.probs,
                     "neighbours": c.neighbours,
                 }
@@ -79,15 +132,29 @@ class ClassifyRunSummary:
 
 # ------------------------------------------------------------------------------------------------ core
 def classify_vectors(
-    store: Store, model: Model, raw_vectors: np.ndarray, cfg: ClassifyConfig
+    store: Store,
+    model: Model,
+    raw_vectors: np.ndarray,
+    cfg: ClassifyConfig,
+    expnums: np.ndarray | None = None,
 ) -> tuple[list[CCDVerdict], np.ndarray, object]:
-    """Raw embeddings (n, dim) -> per-CCD verdicts, probabilities and the neighbour table."""
+    """Raw embeddings (n, dim) of CCDs of exposures ``expnums`` (n,) -> per-CCD verdicts, probabilities
+    and the neighbour table. With ``expnums``, reference CCDs of the query's own exposure never vote."""
     ref_ids, ref_labels = model.reference_labels()
     neighbours = find_neighbours(
-        model.reference_index(), model.postprocessor.transform(raw_vectors), cfg.k, ref_ids, ref_labels
+        model.reference_index(),
+        model.postprocessor.transform(raw_vectors),
+        cfg.k,
+        ref_ids,
+        ref_labels,
+        reference_expnums=expnum_of(ref_ids),
+        query_expnums=expnums,
     )
     probs = class_probabilities(neighbours.labels, len(model.classes), model.class_weights)
-    return ccd_verdicts(probs, model.classes, cfg.prob_cut), probs, neighbours
+    rule = Rule.of(model, cfg)
+    if rule.name == "paper":
+        return ccd_verdicts(probs, model.classes, rule.prob_cut), probs, neighbours
+    return calibrated_ccd_verdicts(probs, model.classes, rule.threshold), probs, neighbours
 
 
 def _neighbour_rows(store: Store, model: Model, neighbours) -> list[list[dict]]:
@@ -114,7 +181,9 @@ def _neighbour_rows(store: Store, model: Model, neighbours) -> list[list[dict]]:
 
 
 def _results(store, model, ids, expnums, ccdnames, raw_vectors, cfg) -> list[CCDResult]:
-    verdicts, probs, neighbours = classify_vectors(store, model, raw_vectors, cfg)
+    verdicts, probs, neighbours = classify_vectors(
+        store, model, raw_vectors, cfg, np.asarray(expnums, dtype=np.int64)
+    )
     voters = _neighbour_rows(store, model, neighbours)
     return [
         CCDResult(
@@ -129,8 +198,23 @@ def _results(store, model, ids, expnums, ccdnames, raw_vectors, cfg) -> list[CCD
     ]
 
 
-def vote(ccds: list[CCDResult], cfg: ClassifyConfig) -> ExposureVerdict:
-    return exposure_vote([c.verdict for c in ccds], cfg.min_bad_ccds, CATEGORIES)
+def vote(ccds: list[CCDResult], rule: Rule, classes: tuple[str, ...]) -> ExposureVerdict:
+    """The exposure's verdict from its CCDs under ``rule``."""
+    if rule.name == "paper":
+        return exposure_vote([c.verdict for c in ccds], rule.min_bad_ccds, CATEGORIES)
+    probs = np.array([[c.probs.get(name, 0.0) for name in classes] for c in ccds])
+    return fraction_vote([c.verdict for c in ccds], probs, classes, rule.fraction, CATEGORIES)
+
+
+def _exposure_results(model, cfg, expnums, results: list[CCDResult], source: str) -> list[ExposureResult]:
+    rule = Rule.of(model, cfg)
+    by_exposure: dict[int, list[CCDResult]] = {e: [] for e in expnums}
+    for r in results:
+        by_exposure[r.expnum].append(r)
+    return [
+        ExposureResult(e, vote(by_exposure[e], rule, model.classes), by_exposure[e], source, rule)
+        for e in expnums
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ sampling
@@ -143,7 +227,8 @@ def sample_ids(ccd_ids: np.ndarray, n: int, seed: int, expnum: int) -> np.ndarra
     return np.sort(rng.choice(ccd_ids, size=n, replace=False))
 
 
-def _exposure_ccds(store: Store, expnums: list[int]) -> dict[int, list[tuple[int, str]]]:
+def exposure_members(store: Store, expnums: list[int]) -> dict[int, list[tuple[int, str]]]:
+    """expnum -> [(ccd_id, ccdname)] of its committed CCDs, by ccd_id."""
     listing = ", ".join(str(int(e)) for e in expnums)
     rows = store.query(
         f"SELECT expnum, ccd_id, ccdname FROM ccds WHERE expnum IN ({listing}) ORDER BY ccd_id"
@@ -158,7 +243,7 @@ def classify_exposures(
     store: Store, model: Model, expnums: list[int], cfg: ClassifyConfig, *, all_ccds: bool = False
 ) -> list[ExposureResult]:
     """Classify exposures already in the store (their committed CCD vectors)."""
-    members = _exposure_ccds(store, expnums)
+    members = exposure_members(store, expnums)
     missing = [e for e in expnums if e not in members]
     if missing:
         raise NotFoundError(f"store {store.path} has no CCDs of exposure(s) {missing}; ingest them first")
@@ -173,12 +258,11 @@ def classify_exposures(
     ids = np.array(sorted(i for e in expnums for i in chosen[e]), dtype=np.int64)
     _, vectors = store.load_embeddings(ids)
     names = {i: n for e in expnums for i, n in members[e]}
-    expnum_of = {i: e for e in expnums for i, _ in members[e]}
-    results = _results(store, model, ids, [expnum_of[i] for i in ids], [names[i] for i in ids], vectors, cfg)
-    by_exposure: dict[int, list[CCDResult]] = {}
-    for r in results:
-        by_exposure.setdefault(r.expnum, []).append(r)
-    return [ExposureResult(e, vote(by_exposure[e], cfg), by_exposure[e]) for e in expnums]
+    exposure_of = {i: e for e in expnums for i, _ in members[e]}
+    results = _results(
+        store, model, ids, [exposure_of[i] for i in ids], [names[i] for i in ids], vectors, cfg
+    )
+    return _exposure_results(model, cfg, expnums, results, "store")
 
 
 # ------------------------------------------------------------------------------------------------ new files
@@ -190,67 +274,66 @@ def classify_file(
     *,
     weights: str | None = None,
     all_ccds: bool = False,
+    embedder=None,
 ) -> list[ExposureResult]:
     """Read, embed and classify the exposure(s) of a FITS file that is not in the store (nothing is added).
 
-    The vectors go through the store's on-disk dtype first, so a file classified here gets exactly the
-    verdict it will get once ingested.
+    Through :mod:`query.gateway`: the store's embedder, vectors rounded to the store's dtype (the verdict
+    it will get once ingested), and CCDs that cannot be read become ``failures`` of the result.
     """
-    from ingest.embedders import create_embedder
-    from ingest.engine import embedder_provenance
-    from ingest.reader import read_ccd
-    from ingest.sources import expand_sources
+    from query.gateway import embed_as_stored, embedder_for_store, read_file
 
-    provenance = store.provenance()
-    if provenance is None:
-        raise VecError(f"store {store.path} has no vectors yet, so it cannot say how to embed {path}")
-    preset = None if provenance.preset == "none" else provenance.preset.split("@")[0]
-    embedder = create_embedder(provenance.embedder, weights=weights, preset=preset)
-    store.check_provenance(embedder_provenance(embedder))
-    scan = expand_sources([str(path)])
-    if not scan.tasks:
-        reasons = "; ".join(f.reason for f in scan.failures) or "no CCD image HDUs"
-        raise VecError(f"{path}: nothing to classify ({reasons})")
-    metas, images = zip(*(read_ccd(task) for task in scan.tasks), strict=True)
-    ids = np.array([m.ccd_id for m in metas], dtype=np.int64)
-    expnums = sorted({m.expnum for m in metas})
-    keep = np.ones(len(ids), dtype=bool)
-    if not all_ccds:
-        keep = np.isin(
-            ids,
-            np.concatenate(
-                [
-                    sample_ids(ids[[m.expnum == e for m in metas]], cfg.ccds_per_exposure, cfg.seed, e)
-                    for e in expnums
-                ]
-            ),
-        )
-    order = np.flatnonzero(keep)[np.argsort(ids[keep])]
-    vectors = embedder.embed_images([images[i] for i in order], [dataclasses.asdict(metas[i]) for i in order])
-    vectors = _as_stored(vectors, store)
+    found = read_file(path)
+    found.require_some()
+    embedder = embedder or embedder_for_store(store, weights)
+    ids = np.array([m.ccd_id for m in found.metas], dtype=np.int64)
+    exposure = np.array([m.expnum for m in found.metas], dtype=np.int64)
+    expnums = sorted(set(exposure.tolist()))
+    n_draw = 0 if all_ccds else cfg.ccds_per_exposure
+    chosen = np.concatenate([sample_ids(ids[exposure == e], n_draw, cfg.seed, e) for e in expnums])
+    order = sorted((int(np.flatnonzero(ids == i)[0]) for i in chosen), key=lambda i: ids[i])
+    vectors = embed_as_stored(
+        store, embedder, [found.images[i] for i in order], [found.metas[i] for i in order]
+    )
     results = _results(
-        store,
-        model,
-        ids[order],
-        [metas[i].expnum for i in order],
-        [metas[i].ccdname for i in order],
-        vectors,
-        cfg,
+        store, model, ids[order], exposure[order], [found.metas[i].ccdname for i in order], vectors, cfg
     )
     return [
-        ExposureResult(
-            e,
-            vote([r for r in results if r.expnum == e], cfg),
-            [r for r in results if r.expnum == e],
-            source=str(path),
-        )
-        for e in expnums
+        dataclasses.replace(r, failures=found.failures)
+        for r in _exposure_results(model, cfg, expnums, results, str(path))
     ]
 
 
-def _as_stored(vectors: np.ndarray, store: Store) -> np.ndarray:
-    dtype = np.float16 if store.embedding_dtype == "float16" else np.float32
-    return vectors.astype(dtype).astype(np.float32)
+def classify_targets(
+    store: Store,
+    model: Model,
+    targets: list[str],
+    cfg: ClassifyConfig,
+    *,
+    weights: str | None = None,
+    all_ccds: bool = False,
+    add_release: str | None = None,
+) -> list[ExposureResult]:
+    """What ``vec classify EXPID|FILE...`` does: exposure numbers from the store, files embedded on the fly
+    — or, with ``add_release``, ingested under that release first and then classified from the store (each
+    file is read and embedded once)."""
+    numbers = [int(t) for t in targets if t.isdigit()]
+    files = [t for t in targets if not t.isdigit()]
+    results = classify_exposures(store, model, numbers, cfg, all_ccds=all_ccds) if numbers else []
+    if files and add_release is not None:
+        from query.gateway import added_expnums, ingest_files
+
+        summary = ingest_files(store, files, add_release, weights)
+        return results + classify_exposures(
+            store, Model(store, model.version), added_expnums(store, summary, files), cfg, all_ccds=all_ccds
+        )
+    if files:
+        from query.gateway import embedder_for_store
+
+        embedder = embedder_for_store(store, weights)  # built once for all the files
+        for path in files:
+            results += classify_file(store, model, path, cfg, all_ccds=all_ccds, embedder=embedder)
+    return results
 
 
 # ------------------------------------------------------------------------------------------------ --all

@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import classification_report, precision_recall_fscore_support
 
-from ingest.categories import CATEGORIES
 from query.classify import classify_exposures, classify_vectors
-from query.labels import GOOD, resolve_ccd_categories
+from query.labels import resolve_ccd_categories
 from query.vote import ccd_verdicts
 from vecstore.config import Config
 from vecstore.errors import VecError
 from vecstore.models import Model
 from vecstore.store import Store
+from vecstore.vocabulary import CATEGORIES, GOOD
 
 
 @dataclass
@@ -171,6 +171,8 @@ def evaluate(
     from query.report_eval import confusion_matrix_png, embedding_3d, evaluation_html, hdbscan_summary
 
     model = Model.current(store)
+    if model.rule == "calibrated":
+        return _evaluate_calibrated(store, model, config, out_dir, max_points=max_points, method=method)
     report, report_cut, truth, with_cut, labels, sweep = ccd_level(store, model, config)
     exp_report, binary, _, _ = exposure_level(store, model, config)
     texts = [
@@ -205,3 +207,48 @@ def evaluate(
         clusters=clusters,
     )
     return Evaluation(model.version, report, report_cut, exp_report, binary, texts, html, png)
+
+
+def cross_validation_text(settings: dict) -> str:
+    """The calibrated model's cross-validated quality, and the curve at the chosen fraction."""
+    cv = settings["cv"]
+    j = cv["fractions"].index(min(cv["fractions"], key=lambda f: abs(f - cv["fraction"])))
+    lines = [
+        f"{cv['folds']}-fold cross-validation grouped by exposure: {cv['bad_exposures']} bad and "
+        f"{cv['good_exposures']} good labelled exposures, objective {settings['objective']}",
+        f"chosen: t = {cv['threshold']:g}, f = {cv['fraction']:g} -> accuracy {cv['accuracy']:.3f}, "
+        f"bad precision {cv['precision']:.3f}, recall {cv['recall']:.3f}",
+        "",
+        f"at f = {cv['fractions'][j]:g}:",
+        f"{'t':>6}{'precision':>11}{'recall':>8}{'objective':>11}",
+    ]
+    for i, t in enumerate(cv["thresholds"]):
+        row = (cv["precision_grid"][i][j], cv["recall_grid"][i][j], cv["score_grid"][i][j])
+        lines.append(f"{t:>6.2f}{row[0]:>11.3f}{row[1]:>8.3f}{row[2]:>11.3f}")
+    return "\n".join(lines)
+
+
+def _evaluate_calibrated(store, model: Model, config: Config, out_dir: Path, *, max_points: int, method: str):
+    """A calibrated model holds every labelled exposure: its quality is its cross-validation."""
+    from query.report_eval import calibration_png, embedding_3d, evaluation_html, hdbscan_summary
+
+    text = cross_validation_text(model.settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = calibration_png(model.settings["cv"], out_dir / "calibration.png", f"model {model.version}")
+    points, point_labels, hover = _embedding_points(store, model, max_points, config.train.seed)
+    clusters = hdbscan_summary(points, point_labels, min_cluster_size=max(5, len(points) // 100))
+    coords = embedding_3d(points, method=method, seed=config.train.seed, threads=1)
+    html = evaluation_html(
+        out_dir / "report.html",
+        title=f"vec evaluation, model {model.version} (calibrated rule)",
+        sections=[("Cross-validation", text)],
+        confusion_png=None,
+        points=coords,
+        point_labels=point_labels,
+        point_hover=hover,
+        clusters=clusters,
+        images=(("Choosing (t, f)", png.read_bytes()),),
+    )
+    cv = model.settings["cv"]
+    binary = {"precision": cv["precision"], "recall": cv["recall"], "accuracy": cv["accuracy"]}
+    return Evaluation(model.version, {}, {}, {}, binary, [("Cross-validation", text)], html, png)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vecstore import index as vindex
+from vecstore.errors import TrainingError
 
 
 @dataclass(frozen=True)
@@ -30,15 +31,49 @@ class Neighbours:
 
 
 def find_neighbours(
-    index, queries: np.ndarray, k: int, reference_ids: np.ndarray, reference_labels: np.ndarray
-):
-    """Search the reference index and attach each neighbour's label (by id, never by row)."""
-    distances, ids = vindex.search(index, queries, k)
+    index,
+    queries: np.ndarray,
+    k: int,
+    reference_ids: np.ndarray,
+    reference_labels: np.ndarray,
+    *,
+    reference_expnums: np.ndarray | None = None,
+    query_expnums: np.ndarray | None = None,
+) -> Neighbours:
+    """Search the reference index and attach each neighbour's label (by id, never by row).
+
+    With ``reference_expnums`` and ``query_expnums``, no CCD is classified by reference CCDs of its own
+    exposure: the search asks for k plus as many extra neighbours as the query's exposure has reference
+    CCDs, then drops those. A CCD voting for itself (distance 0) would make every reference look right.
+    """
+    extra = _own_exposure_references(reference_expnums, query_expnums)
+    n_search = min(k + extra, vindex.index_size(index))
+    distances, ids = vindex.search(index, queries, n_search)
+    if (ids < 0).any() or n_search < k:
+        raise TrainingError(
+            f"the reference index holds fewer than k={k} usable neighbours; lower -k or label more exposures"
+        )
     order = np.argsort(reference_ids)
     positions = order[np.searchsorted(reference_ids, ids, sorter=order)]
-    if (ids < 0).any():
-        raise ValueError(f"the reference index holds fewer than k={k} vectors")
+    if extra:
+        keep = reference_expnums[positions] != np.asarray(query_expnums)[:, None]
+        if (keep.sum(axis=1) < k).any():
+            raise TrainingError(f"fewer than k={k} reference CCDs lie outside the query's own exposure")
+        # Stable: the first k kept columns of each row, in distance order.
+        columns = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+        ids, distances, positions = (
+            np.take_along_axis(a, columns, axis=1) for a in (ids, distances, positions)
+        )
     return Neighbours(ids=ids, distances=distances, labels=reference_labels[positions])
+
+
+def _own_exposure_references(reference_expnums, query_expnums) -> int:
+    """The most reference CCDs any query's own exposure holds (0 when the queries' exposures hold none)."""
+    if reference_expnums is None or query_expnums is None or len(query_expnums) == 0:
+        return 0
+    expnums, counts = np.unique(reference_expnums, return_counts=True)
+    present = np.isin(expnums, np.unique(query_expnums))
+    return int(counts[present].max()) if present.any() else 0
 
 
 def class_probabilities(

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.categories import CATEGORIES
 from vecstore.store import Store
-
-GOOD = "good"
+from vecstore.vocabulary import CATEGORIES
 
 
 def resolve_ccd_categories(store: Store) -> dict[int, str]:

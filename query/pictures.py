@@ -19,16 +19,35 @@ def format_classification(result: ExposureResult, max_neighbours: int = 3) -> st
         + f" - {v.n_bad} of {v.n_ccds} CCDs bad"
         + ("" if result.source == "store" else f"  [{result.source}]")
     )
-    lines = [head, f"  {'ccd':<5}{'label':<22}{'prob':>6}  nearest labelled neighbours (label, L1)"]
+    lines = [
+        head,
+        f"  {'ccd':<5}{'label':<22}{'prob':>6}{'p_bad':>7}  {'top bad class':<27}"
+        "nearest labelled neighbours (label, L1)",
+    ]
     for ccd in result.ccds:
         voters = ", ".join(
             f"{n['expnum']}/{n['ccdname']} {n['label']} {n['distance']:.3g}"
             for n in ccd.neighbours[:max_neighbours]
         )
-        flag = "*" if ccd.verdict.is_bad else " "
+        v = ccd.verdict
+        flag = "*" if v.is_bad else " "
         name = ccd.ccdname or str(ccd.ccd_id)
-        lines.append(f" {flag}{name:<5}{ccd.verdict.label:<22}{ccd.verdict.prob:>6.2f}  {voters}")
+        top = f"{v.top_bad} {v.top_bad_prob:.2f}" if v.top_bad else "-"
+        lines.append(f" {flag}{name:<5}{v.label:<22}{v.prob:>6.2f}{v.p_bad:>7.2f}  {top:<27}{voters}")
+    for failure in result.failures:
+        where = f"HDU {failure['hdu']}" if failure["hdu"] else failure["path"]
+        lines.append(f"  !{where}: not classified ({failure['reason']})")
     return "\n".join(lines)
+
+
+def focal_plane_pictures(store: Store, results: list[ExposureResult], out: Path) -> list[Path]:
+    """One picture per exposure: ``out`` itself for one, ``out``'s stem + ``-EXPNUM`` for several."""
+    out = Path(out)
+    if len(results) == 1:
+        return [focal_plane_picture(store, results[0], out)]
+    return [
+        focal_plane_picture(store, r, out.with_name(f"{out.stem}-{r.expnum}{out.suffix}")) for r in results
+    ]
 
 
 def _pixels(path: str, hdu: str) -> np.ndarray | None:

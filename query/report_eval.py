@@ -26,10 +26,10 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from ingest.categories import CATEGORIES  # noqa: E402
 from query.report_focal import GOOD, category_colour  # noqa: E402
 from query.thumbnails import html_page, png_data_uri, write_text  # noqa: E402
 from vecstore.errors import BadInputError  # noqa: E402
+from vecstore.vocabulary import CATEGORIES  # noqa: E402
 
 NOISE = -1  # HDBSCAN's cluster id for points in no cluster
 
@@ -320,6 +320,7 @@ def evaluation_html(
     point_labels: list[str],
     point_hover: list[str],
     clusters: list[dict],
+    images: tuple[tuple[str, bytes], ...] = (),
 ) -> Path:
     """Write the evaluation page; returns ``out``. Text is escaped; plotly.js is inlined (no network)."""
     array = _check_points(points, point_labels, point_hover)
@@ -339,6 +340,49 @@ def evaluation_html(
             f'<h2>Confusion matrix</h2>\n<img class="confusion" src="{png_data_uri(confusion_png)}" '
             f'alt="confusion matrix">'
         )
+    for heading, png in images:
+        parts.append(
+            f"<h2>{html.escape(heading)}</h2>\n"
+            f'<img class="confusion" src="{png_data_uri(png)}" alt="{html.escape(heading)}">'
+        )
     parts.append(f"<h2>Embeddings in 3-D ({array.shape[0]} CCDs)</h2>\n{plot}")
     parts.append(f"<h2>HDBSCAN clusters</h2>\n{_cluster_table_html(clusters)}")
     return write_text(out, html_page(title, "\n".join(parts), css=_EVAL_CSS))
+
+
+def calibration_png(cv: dict, out: Path, title: str) -> Path:
+    """The calibrated rule's cross-validation: the objective over (t, f) as a map with the chosen cell, and
+    precision / recall / accuracy against t at the chosen f."""
+    t, f = np.array(cv["thresholds"]), np.array(cv["fractions"])
+    score = np.array(cv["score_grid"])
+    j = int(np.argmin(np.abs(f - cv["fraction"])))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    try:
+        image = left.imshow(
+            np.clip(score, 0, None).T,
+            origin="lower",
+            aspect="auto",
+            cmap="viridis",
+            extent=(t[0], t[-1], f[0], f[-1]),
+        )
+        left.plot([cv["threshold"]], [cv["fraction"]], "r*", markersize=14, label="chosen (plateau centre)")
+        left.set_xlabel("t: CCD flagged at p_bad >= t")
+        left.set_ylabel("f: share of flagged CCDs")
+        left.legend(loc="upper right", fontsize=8)
+        fig.colorbar(image, ax=left, label="objective")
+        for name in ("precision", "recall"):
+            right.plot(t, np.array(cv[f"{name}_grid"])[:, j], marker=".", label=f"bad {name}")
+        right.plot(t, score[:, j], marker=".", label="objective")
+        right.axvline(cv["threshold"], color="r", linestyle=":")
+        right.set_xlabel("t")
+        right.set_ylim(-0.02, 1.02)
+        right.set_title(f"at f = {f[j]:.2f}", fontsize=10)
+        right.legend(fontsize=8)
+        fig.suptitle(title, fontsize=11)
+        fig.tight_layout()
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, facecolor="white")
+    finally:
+        plt.close(fig)
+    return out

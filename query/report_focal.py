@@ -25,10 +25,10 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from ingest.categories import CATEGORIES  # noqa: E402
 from ingest.decam import ALL_CCDNAMES, focal_plane_positions  # noqa: E402
 from query.thumbnails import html_page, png_data_uri, png_dimensions, write_text  # noqa: E402
 from vecstore.errors import BadInputError  # noqa: E402
+from vecstore.vocabulary import CATEGORIES  # noqa: E402
 
 GOOD = "good"
 GOOD_COLOUR = "#7ccf7f"

@@ -1,34 +1,47 @@
-"""``vec train``: the paper's training set, the post-processor and the reference index.
+"""``vec train``: the reference set the k-NN votes with, its post-processor, and the decision rule.
 
-1. Labelled bad CCDs (one category each, see :mod:`query.labels`) are split 70/30 **by exposure**
-   (seeded, stratified by each exposure's main category), so no exposure sits in both splits — the
-   predecessor split by CCD and leaked exposures across.
+Two rules (``classify.rule``, or ``vec train --rule``); the rule is a property of the model version.
+
+**calibrated** (the default). The deployed model uses every labelled exposure: all labelled bad CCDs
+(never down-sampled) and good CCDs (``good_per_bad`` per bad CCD) drawn from exposures known to be good
+(``--good-from``) or, by default, from exposures with no label, not cut by ``ccd_cuts`` and with E(B-V)
+below ``max_ebv``. Its quality, and its thresholds ``(t, f)`` (:mod:`query.vote`), come from K-fold
+cross-validation grouped by exposure (:func:`cross_validate`): each fold fits the post-processor and the
+reference set on the other folds and classifies its exposures as ``vec classify`` would.
+
+**paper** (Luo et al.), unchanged from vec's first version:
+
+1. Labelled bad CCDs are split 70/30 **by exposure** (seeded, stratified by each exposure's main
+   category), so no exposure sits in both splits.
 2. The largest classes are down-sampled in the *training* split only (Clouds to 1/3, Ghost_Scatter to 1/2,
-   NObjects to 3/4) and get matching weights in the vote; the test split keeps the natural mix so that
-   evaluation measures what the classifier will meet.
-3. Good CCDs, as many as bad ones per split (``good_per_bad``), come from exposures with no label at all,
-   not cut by legacypipe's ``ccd_cuts``, and with E(B-V) below ``max_ebv`` where the catalog knows it;
-   good exposures are split 70/30 too.
-4. The post-processor is fitted on the training CCDs; the reference index holds them; both, with the
-   settings, become a new model version (``models/<version>``, ``models`` and ``splits`` tables).
+   NObjects to 3/4; never below k CCDs) and get matching weights in the vote.
+3. Good CCDs, as many as bad ones per split (``good_per_bad``), come from the good pool above; good
+   exposures are split 70/30 too.
+4. The post-processor is fitted on the training CCDs; the reference index holds them.
+
+Both write a new model version (``models/<version>``, ``models`` and ``splits`` tables).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ingest.categories import CATEGORIES
-from query.labels import GOOD, labelled_expnums, resolve_ccd_categories
+from query.crossval import LabelledPool, cross_validate, make_fitter, reference_set
+from query.good_set import classified_later, draw_good, good_candidates
+from query.labels import resolve_ccd_categories
+from query.vote import RULES
 from vecstore.config import Config
-from vecstore.errors import VecError
+from vecstore.errors import TrainingError, VecError
 from vecstore.index import validate_spec
 from vecstore.models import ReferenceSet, write_model
-from vecstore.postprocess import fit_postprocessor
+from vecstore.postprocess import fit_postprocessor, resolve_methods
 from vecstore.store import Store
+from vecstore.vocabulary import CATEGORIES, GOOD, expnum_of
 
 
 @dataclass(frozen=True)
@@ -78,42 +91,23 @@ def _main_category(categories: list[str]) -> str:
     return min(counts, key=lambda c: (-counts[c], order.get(c, len(order))))
 
 
-def _downsample(ids: list[int], labels: list[str], ratios: dict[str, float], rng) -> tuple[list, list]:
+def _downsample(
+    ids: list[int], labels: list[str], ratios: dict[str, float], rng, k: int
+) -> tuple[list, list]:
+    """Keep ``ratio`` of each down-sampled class, never fewer than k CCDs (a class below k never wins)."""
     keep_ids, keep_labels = [], []
     for category in sorted(set(labels)):
         members = [i for i, label in zip(ids, labels, strict=True) if label == category]
         ratio = ratios.get(category, 1.0)
         if ratio < 1.0:
-            n_keep = max(1, int(round(ratio * len(members))))
+            n_keep = max(min(k, len(members)), int(round(ratio * len(members))))
             members = sorted(rng.choice(members, size=n_keep, replace=False).tolist())
         keep_ids += members
         keep_labels += [category] * len(members)
     return keep_ids, keep_labels
 
 
-def _good_candidates(store: Store, max_ebv: float) -> dict[int, list[int]]:
-    """expnum -> ccd_ids of CCDs that may serve as 'good': unlabelled exposure, no cut bit, low E(B-V)."""
-    labelled = set(labelled_expnums(store).tolist())
-    rows = store.query(
-        "SELECT ccd_id, expnum FROM ccds WHERE coalesce(ccd_cuts, 0) = 0 AND (ebv IS NULL OR ebv < ?) "
-        "ORDER BY ccd_id",
-        [max_ebv],
-    ).to_pydict()
-    candidates: dict[int, list[int]] = {}
-    for ccd_id, expnum in zip(rows["ccd_id"], rows["expnum"], strict=True):
-        if expnum not in labelled:
-            candidates.setdefault(expnum, []).append(ccd_id)
-    return candidates
-
-
-def _draw_good(candidates: dict[int, list[int]], expnums: list[int], n: int, rng) -> list[int]:
-    pool = [ccd for expnum in expnums for ccd in candidates[expnum]]
-    if n >= len(pool):
-        return sorted(pool)
-    return sorted(rng.choice(pool, size=n, replace=False).tolist())
-
-
-def build_training_set(store: Store, config: Config) -> TrainingSet:
+def build_training_set(store: Store, config: Config, good_from: str = "") -> TrainingSet:
     """The paper's balanced training and test sets for this store (deterministic for a seed)."""
     cfg = config.train
     rng = np.random.default_rng(cfg.seed)
@@ -133,18 +127,20 @@ def build_training_set(store: Store, config: Config) -> TrainingSet:
     ordered = sorted(bad)
     train_ids = [i for i in ordered if expnum_of[i] in train_exp]
     test_ids = [i for i in ordered if expnum_of[i] in test_exp]
-    train_ids, train_labels = _downsample(train_ids, [bad[i] for i in train_ids], cfg.downsample, rng)
+    train_ids, train_labels = _downsample(
+        train_ids, [bad[i] for i in train_ids], cfg.downsample, rng, config.classify.k
+    )
     test_labels = [bad[i] for i in test_ids]
 
-    candidates = _good_candidates(store, cfg.max_ebv)
+    candidates = good_candidates(store, cfg.max_ebv, good_from)
     good_exp = rng.permutation(sorted(candidates)).tolist()
     n_good_test = int(round(cfg.test_fraction * len(good_exp)))
     if len(good_exp) >= 2:
         n_good_test = min(max(n_good_test, 1), len(good_exp) - 1)
-    good_train = _draw_good(
+    good_train = draw_good(
         candidates, good_exp[n_good_test:], int(round(cfg.good_per_bad * len(train_ids))), rng
     )
-    good_test = _draw_good(
+    good_test = draw_good(
         candidates, good_exp[:n_good_test], int(round(cfg.good_per_bad * len(test_ids))), rng
     )
     notes = []
@@ -179,11 +175,193 @@ def class_table(labels: list[str], weights: dict[str, float]) -> tuple[tuple[str
     return classes, tuple(float(weights.get(c, 1.0)) for c in classes)
 
 
-def train(store: Store, config: Config, *, tune: bool = False, n_iter: int = 40) -> TrainResult:
-    """Build the training set, optionally tune, fit, index and save a new model version."""
+def train(
+    store: Store,
+    config: Config,
+    *,
+    rule: str | None = None,
+    good_from: str | None = None,
+    tune: bool = False,
+    n_iter: int = 40,
+) -> TrainResult:
+    """A new model version for ``rule`` (default ``classify.rule``); see the module docstring."""
+    rule = rule or config.classify.rule
+    if rule not in RULES:
+        raise TrainingError(f"rule {rule!r}: expected one of {', '.join(RULES)}")
+    good_from = config.train.good_from if good_from is None else good_from
     for spec in (config.index.reference, config.index.corpus):
         validate_spec(spec)  # refuse a bad index before minutes of fitting
-    training = build_training_set(store, config)
+    if rule == "paper":
+        return _train_paper(store, config, good_from, tune=tune, n_iter=n_iter)
+    if tune:
+        raise TrainingError("--tune searches the paper's space: use it with --rule paper")
+    return _train_calibrated(store, config, good_from)
+
+
+def _labelled_bad(store: Store) -> dict[int, str]:
+    bad = resolve_ccd_categories(store)
+    if not bad:
+        raise TrainingError(
+            f"store {store.path} has no labelled ingested CCDs: import labels (`vec labels import`) for "
+            "exposures you ingested"
+        )
+    return bad
+
+
+def unmapped_exposures(store: Store) -> int:
+    """Ingested exposures whose every label has a reason no rule maps: left out of training."""
+    return int(
+        store.scalar(
+            "SELECT count(DISTINCT expnum) FROM labels WHERE category IS NULL "
+            "AND expnum IN (SELECT expnum FROM ccds) "
+            "AND expnum NOT IN (SELECT expnum FROM labels WHERE category IS NOT NULL)"
+        )
+    )
+
+
+def _common_notes(store: Store) -> list[str]:
+    n = unmapped_exposures(store)
+    if not n:
+        return []
+    return [
+        f"{n:,} labelled exposure(s) left out: their reasons map to no category "
+        "(`vec labels summary` lists them; add rules to configs/categories.toml)"
+    ]
+
+
+def _classify_members(store: Store, expnums, classify_cfg) -> dict[int, np.ndarray]:
+    """expnum -> the CCD ids ``vec classify`` draws for it (same seed, same count)."""
+    from query.classify import exposure_members, sample_ids
+
+    members = exposure_members(store, sorted(expnums))
+    return {
+        e: sample_ids([i for i, _ in members[e]], classify_cfg.ccds_per_exposure, classify_cfg.seed, e)
+        for e in members
+    }
+
+
+def _pool(store: Store, config: Config, good_from: str) -> LabelledPool:
+    bad = _labelled_bad(store)
+    good = good_candidates(store, config.train.max_ebv, good_from)
+    if good_from and not good:
+        raise TrainingError(f"--good-from {good_from!r} names no ingested exposure with usable CCDs")
+    expnums = {expnum_of(i) for i in bad} | set(good)
+    members = _classify_members(store, expnums, config.classify)
+    cache = _VectorCache(store, np.concatenate([np.fromiter(bad, np.int64), *members.values()]))
+    return LabelledPool(bad=bad, good=good, members=members, vectors=cache.get)
+
+
+class _VectorCache:
+    """Raw vectors of a known set of CCDs read once (the folds ask for overlapping subsets)."""
+
+    def __init__(self, store: Store, ids: np.ndarray):
+        self.ids, self.vectors = store.load_embeddings(np.unique(ids))
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        return self.vectors[np.searchsorted(self.ids, ids)]
+
+
+def _train_calibrated(store: Store, config: Config, good_from: str) -> TrainResult:
+    pool = _pool(store, config, good_from)
+    method = resolve_methods(config.postprocess.method, _embedder(store), _blocks(store))
+    fit = make_fitter(config.postprocess, method, _blocks(store))
+    cv = cross_validate(pool, config.train, config.classify, fit, config.train.seed)
+    rng = np.random.default_rng([config.train.seed, 1])
+    ref_ids, ref_labels = reference_set(
+        pool, set(pool.bad_expnums()), sorted(pool.good), config.train.good_per_bad, rng
+    )
+    processor = fit(pool.vectors(ref_ids))
+    notes = _common_notes(store) + _good_notes(store, ref_ids, ref_labels, good_from)
+    training = TrainingSet(
+        train_ids=ref_ids,
+        train_labels=ref_labels,
+        test_ids=np.empty(0, np.int64),
+        test_labels=[],
+        expnum_of={int(i): int(expnum_of(i)) for i in ref_ids},
+        notes=notes,
+    )
+    settings = {
+        "rule": "calibrated",
+        "threshold": cv.chosen["threshold"],
+        "fraction": cv.chosen["fraction"],
+        "objective": config.train.objective,
+        "cv": cv.summary(),
+        "postprocess_method": method if isinstance(method, str) else list(method),
+        "postprocess_steps": list(processor.steps),
+        "good_from": good_from,
+    }
+    return _save(store, config, training, processor, settings, {})
+
+
+def _good_notes(store: Store, ref_ids, ref_labels, good_from: str) -> list[str]:
+    good_exp = sorted(
+        {int(expnum_of(i)) for i, label in zip(ref_ids, ref_labels, strict=True) if label == GOOD}
+    )
+    n_later = classified_later(store, good_exp)
+    source = f"--good-from {good_from}" if good_from else "unlabelled exposures (no --good-from)"
+    note = f"good references: {len(good_exp):,} exposures from {source}"
+    if n_later:
+        note += (
+            f"; {n_later:,} of them carry no label, so `vec classify --all` will also classify them "
+            "(never with their own CCDs as neighbours)"
+        )
+    return [note]
+
+
+def _embedder(store: Store) -> str:
+    provenance = store.provenance()
+    return provenance.embedder if provenance else ""
+
+
+def _blocks(store: Store):
+    return json.loads(store.meta().get("blocks", "null"))
+
+
+def _save(store, config, training: TrainingSet, processor, extra: dict, weights: dict) -> TrainResult:
+    """Write the model version and its catalog rows; shared by both rules."""
+    classes, class_weights = class_table(training.train_labels, weights)
+    code = {c: i for i, c in enumerate(classes)}
+    order = np.argsort(training.train_ids)
+    reference = ReferenceSet(
+        ids=np.sort(training.train_ids),
+        labels=np.array([code[training.train_labels[i]] for i in order], dtype=np.int64),
+        classes=classes,
+        class_weights=class_weights,
+    )
+    k = extra.get("k", config.classify.k)
+    if len(reference.ids) < k:
+        raise TrainingError(f"only {len(reference.ids)} training CCDs: need at least k={k}")
+    settings = {
+        "n_components": config.postprocess.n_components,
+        "variance_threshold": config.postprocess.variance_threshold,
+        "output_dim": processor.output_dim,
+        "k": k,
+        "prob_cut": config.classify.prob_cut,
+        "min_bad_ccds": config.classify.min_bad_ccds,
+        "seed": config.train.seed,
+        "good_per_bad": config.train.good_per_bad,
+        "max_ebv": config.train.max_ebv,
+        "counts": training.counts(),
+        "notes": training.notes,
+        "blocks": _blocks(store),
+        **extra,
+    }
+    version = write_model(
+        store,
+        processor,
+        reference,
+        settings,
+        reference_spec=config.index.reference,
+        corpus_spec=config.index.corpus,
+        ef_construction=config.index.hnsw_ef_construction,
+    )
+    _record_model(store, version, training, settings, dict(zip(classes, class_weights, strict=True)))
+    return TrainResult(version, training, classes, class_weights, settings)
+
+
+def _train_paper(store: Store, config: Config, good_from: str, *, tune: bool, n_iter: int) -> TrainResult:
+    """The paper's training set, optionally tuned, fitted and indexed as in vec's first version."""
+    training = build_training_set(store, config, good_from)
     n_components, threshold, k = (
         config.postprocess.n_components,
         config.postprocess.variance_threshold,
@@ -200,48 +378,19 @@ def train(store: Store, config: Config, *, tune: bool = False, n_iter: int = 40)
             tuning["applied"]["k"],
         )
     _, train_vectors = store.load_embeddings(training.train_ids)
-    order = np.argsort(training.train_ids)
-    labels_sorted = [training.train_labels[i] for i in order]
-    blocks = json.loads(store.meta().get("blocks", "null"))
-    processor = fit_postprocessor(train_vectors, n_components, threshold, blocks=blocks)
-    classes, weights = class_table(training.train_labels, config.train.class_weights)
-    code = {c: i for i, c in enumerate(classes)}
-    reference = ReferenceSet(
-        ids=np.sort(training.train_ids),
-        labels=np.array([code[c] for c in labels_sorted], dtype=np.int64),
-        classes=classes,
-        class_weights=weights,
-    )
-    if len(reference.ids) < k:
-        raise VecError(f"only {len(reference.ids)} training CCDs: need at least k={k}")
+    processor = fit_postprocessor(train_vectors, n_components, threshold, blocks=_blocks(store))
     settings = {
+        "rule": "paper",
         "n_components": n_components,
         "variance_threshold": threshold,
-        "output_dim": processor.output_dim,
         "k": k,
-        "prob_cut": config.classify.prob_cut,
-        "min_bad_ccds": config.classify.min_bad_ccds,
         "downsample": config.train.downsample,
         "test_fraction": config.train.test_fraction,
-        "seed": config.train.seed,
-        "good_per_bad": config.train.good_per_bad,
-        "max_ebv": config.train.max_ebv,
-        "counts": training.counts(),
-        "notes": training.notes,
         "tuning": tuning,
-        "blocks": blocks,
+        "good_from": good_from,
     }
-    version = write_model(
-        store,
-        processor,
-        reference,
-        settings,
-        reference_spec=config.index.reference,
-        corpus_spec=config.index.corpus,
-        ef_construction=config.index.hnsw_ef_construction,
-    )
-    _record_model(store, version, training, settings, dict(zip(classes, weights, strict=True)))
-    return TrainResult(version, training, classes, weights, settings)
+    training = dataclasses.replace(training, notes=_common_notes(store) + training.notes)
+    return _save(store, config, training, processor, settings, config.train.class_weights)
 
 
 def _record_model(store: Store, version: str, training: TrainingSet, settings: dict, weights: dict) -> None:
@@ -263,3 +412,34 @@ def _record_model(store: Store, version: str, training: TrainingSet, settings: d
         con.register("split_rows", table)
         con.execute("INSERT INTO splits SELECT version, ccd_id, split, category, weight FROM split_rows")
         con.unregister("split_rows")
+
+
+def describe_training(result: TrainResult) -> str:
+    """What ``vec train`` prints: the model, its reference classes and, for the calibrated rule, the
+    thresholds cross-validation chose and the quality it measured."""
+    counts = result.training.counts()
+    s = result.settings
+    n_train, n_test = sum(counts["train"].values()), sum(counts["test"].values())
+    split = f", {n_test:,} test CCDs" if n_test else ""
+    lines = [
+        f"model {result.version} ({s['rule']} rule): {n_train:,} reference CCDs{split}, "
+        f"{s['output_dim']} dimensions after post-processing"
+    ]
+    for label, weight in zip(result.classes, result.class_weights, strict=True):
+        test = f"  test {counts['test'].get(label, 0):>7,}" if n_test else ""
+        lines.append(f"  {label:<22} train {counts['train'].get(label, 0):>7,}{test}  weight {weight:.3g}")
+    if s["rule"] == "calibrated":
+        cv = s["cv"]
+        lines.append(
+            f"  calibrated by {cv['folds']}-fold cross-validation grouped by exposure on "
+            f"{cv['bad_exposures']:,} bad and {cv['good_exposures']:,} good exposures ({s['objective']}):"
+        )
+        lines.append(
+            f"  CCD flagged at p_bad >= {s['threshold']:g}; exposure bad when >= {s['fraction']:.0%} of its "
+            f"CCDs are flagged -> accuracy {cv['accuracy']:.3f}, bad precision {cv['precision']:.3f}, "
+            f"recall {cv['recall']:.3f}"
+        )
+        lines.append(f"  post-processor: {' -> '.join(s['postprocess_steps'])}")
+    if s.get("tuning"):
+        lines.append(f"  tuning chose {s['tuning']['best_params']}")
+    return "\n".join(lines)

@@ -1,24 +1,34 @@
-"""From class probabilities to verdicts: the 0.9 cut per CCD and the vote per exposure (pure functions).
+"""From class probabilities to verdicts, per CCD and per exposure (pure functions), for both rules.
 
-A CCD is bad when its largest non-good class probability is at least ``prob_cut``; its label is then that
-class, otherwise "good". An exposure is bad when at least ``min_bad_ccds`` of its classified CCDs are bad;
-its category is the one most bad CCDs share (a tie goes to the higher mean probability, then to the
-category listed first).
+**calibrated** (vec's default). Per CCD ``p_bad = 1 - P(good)``: the bad classes do not split the vote, so
+a CCD whose neighbours are 3 Ghost_Scatter, 2 PSF and 2 good is 5/7 bad, and an artifact kind never
+labelled still lands among bad neighbours. A CCD is flagged when ``p_bad >= t``; an exposure is bad when
+at least a fraction ``f`` of its classified CCDs are flagged, and at least one. ``(t, f)`` are chosen by
+``vec train`` with cross-validation (:mod:`query.calibrate`). A fraction, not a count, so the rule means
+the same on a 4-CCD cutout, the paper's 20 drawn CCDs and a whole 61-CCD exposure. The category is the
+bad class with the largest summed probability over the flagged CCDs.
 
-Which ``min_bad_ccds``: the paper's text says 10 of 20 CCDs; the authors' code flagged an exposure when
-more than 2 of its 20 CCDs were bad, i.e. 3. vec's default is 3 because the per-CCD cut is already strict
-(with k=7 and uniform weights, p >= 0.9 means all 7 neighbours agree) and because several categories live
-on a few CCDs only (Bad_CCD, Noise, a ghost near one edge): 10 of 20 would miss them by construction.
+**paper** (the reproduction of Luo et al.). A CCD is bad when its largest non-good class probability is
+at least ``prob_cut``; its label is then that class, otherwise "good". An exposure is bad when at least
+``min_bad_ccds`` of its classified CCDs are bad; its category is the one most bad CCDs share (a tie goes
+to the higher mean probability, then to the category listed first). The paper's text says 10 of 20 CCDs;
+the authors' code flagged an exposure when more than 2 of its 20 CCDs were bad, i.e. 3 (vec's default).
+
+Every CCD verdict also carries ``p_bad`` and its top bad class with that class's probability, so a person
+sees "good, but 3/7 of its neighbours are Ghost_Scatter" whichever rule decided.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
-GOOD = "good"
+from vecstore.vocabulary import GOOD
+
+RULES = ("calibrated", "paper")
 
 
 @dataclass(frozen=True)
@@ -26,37 +36,77 @@ class CCDVerdict:
     label: str  # the bad category, or "good"
     prob: float  # probability of that label
     is_bad: bool
+    p_bad: float = 0.0  # 1 - P(good)
+    top_bad: str = ""  # the most probable bad class, even when the CCD is called good
+    top_bad_prob: float = 0.0
 
 
 @dataclass(frozen=True)
 class ExposureVerdict:
     is_bad: bool
-    category: str  # most frequent category among bad CCDs, or "good"
-    n_bad: int
+    category: str  # the exposure's bad category, or "good"
+    n_bad: int  # CCDs flagged bad
     n_ccds: int
-    mean_prob: float  # mean probability of the chosen category over the CCDs that voted for it
+    mean_prob: float  # mean probability of the chosen category over the flagged CCDs
+
+
+def _bad_columns(classes: tuple[str, ...]) -> list[int]:
+    return [i for i, c in enumerate(classes) if c != GOOD]
+
+
+def p_bad_of(probs: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+    """(n, n_classes) probabilities -> (n,) probability that the CCD is bad, of any kind."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if GOOD not in classes:
+        return np.ones(len(probs))
+    return 1.0 - probs[:, classes.index(GOOD)]
+
+
+def _top_bad(
+    row: np.ndarray, bad_columns: list[int], classes: tuple[str, ...]
+) -> tuple[int | None, str, float]:
+    if not bad_columns:
+        return None, "", 0.0
+    best = bad_columns[int(np.argmax(row[bad_columns]))]  # ties: the first column (the paper's order)
+    return best, classes[best], float(row[best])
 
 
 def ccd_verdicts(probs: np.ndarray, classes: tuple[str, ...], prob_cut: float) -> list[CCDVerdict]:
-    """Apply the cut to each row of (n, n_classes) probabilities."""
+    """The paper's cut on each row of (n, n_classes) probabilities."""
     probs = np.asarray(probs, dtype=np.float64)
-    bad_columns = [i for i, c in enumerate(classes) if c != GOOD]
+    bad_columns = _bad_columns(classes)
     good_column = classes.index(GOOD) if GOOD in classes else None
     verdicts = []
-    for row in probs:
-        best = bad_columns[int(np.argmax(row[bad_columns]))] if bad_columns else None
-        if best is not None and row[best] >= prob_cut:
-            verdicts.append(CCDVerdict(classes[best], float(row[best]), True))
+    for row, p_bad in zip(probs, p_bad_of(probs, classes), strict=True):
+        best, top, top_prob = _top_bad(row, bad_columns, classes)
+        if best is not None and top_prob >= prob_cut:
+            verdicts.append(CCDVerdict(top, top_prob, True, float(p_bad), top, top_prob))
         else:
             p_good = float(row[good_column]) if good_column is not None else 0.0
-            verdicts.append(CCDVerdict(GOOD, p_good, False))
+            verdicts.append(CCDVerdict(GOOD, p_good, False, float(p_bad), top, top_prob))
+    return verdicts
+
+
+def calibrated_ccd_verdicts(
+    probs: np.ndarray, classes: tuple[str, ...], threshold: float
+) -> list[CCDVerdict]:
+    """A CCD is flagged when ``p_bad >= threshold``; its label is then its top bad class."""
+    probs = np.asarray(probs, dtype=np.float64)
+    bad_columns = _bad_columns(classes)
+    verdicts = []
+    for row, p_bad in zip(probs, p_bad_of(probs, classes), strict=True):
+        _, top, top_prob = _top_bad(row, bad_columns, classes)
+        if top and p_bad >= threshold:
+            verdicts.append(CCDVerdict(top, top_prob, True, float(p_bad), top, top_prob))
+        else:
+            verdicts.append(CCDVerdict(GOOD, float(1.0 - p_bad), False, float(p_bad), top, top_prob))
     return verdicts
 
 
 def exposure_vote(
     verdicts: list[CCDVerdict], min_bad_ccds: int, category_order: tuple[str, ...] = ()
 ) -> ExposureVerdict:
-    """The exposure-level decision from its CCDs' verdicts."""
+    """The paper's exposure-level decision: at least ``min_bad_ccds`` bad CCDs."""
     bad = [v for v in verdicts if v.is_bad]
     if len(bad) < max(1, min_bad_ccds):
         return ExposureVerdict(False, GOOD, len(bad), len(verdicts), 0.0)
@@ -65,3 +115,37 @@ def exposure_vote(
     order = {c: i for i, c in enumerate(category_order)}
     category = min(counts, key=lambda c: (-counts[c], -mean_prob[c], order.get(c, len(order)), c))
     return ExposureVerdict(True, category, len(bad), len(verdicts), mean_prob[category])
+
+
+def flags_needed(n_ccds: int, fraction: float) -> int:
+    """Flagged CCDs that make an exposure of ``n_ccds`` bad: ceil(f * n), at least 1."""
+    # The small epsilon keeps f = 0.25 of 4 CCDs at exactly 1 despite binary floating point.
+    return max(1, math.ceil(fraction * n_ccds - 1e-9))
+
+
+def fraction_vote(
+    verdicts: list[CCDVerdict],
+    probs: np.ndarray,
+    classes: tuple[str, ...],
+    fraction: float,
+    category_order: tuple[str, ...] = (),
+) -> ExposureVerdict:
+    """The calibrated exposure-level decision from its CCDs' :func:`calibrated_ccd_verdicts` and their
+    (n_ccds, n_classes) probabilities (for the category)."""
+    flagged = np.array([v.is_bad for v in verdicts], dtype=bool)
+    n_flagged = int(flagged.sum())
+    if len(verdicts) == 0 or n_flagged < flags_needed(len(verdicts), fraction):
+        return ExposureVerdict(False, GOOD, n_flagged, len(verdicts), 0.0)
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(classes))
+    bad_columns = _bad_columns(classes)
+    sums = probs[flagged][:, bad_columns].sum(axis=0)
+    order = {c: i for i, c in enumerate(category_order)}
+    # Sums rounded so that float noise does not decide a tie; a tie goes to the category listed first.
+    best = min(
+        range(len(bad_columns)),
+        key=lambda j: (-round(float(sums[j]), 9), order.get(classes[bad_columns[j]], len(order))),
+    )
+    column = bad_columns[best]
+    return ExposureVerdict(
+        True, classes[column], n_flagged, len(verdicts), float(probs[flagged, column].mean())
+    )

@@ -3,6 +3,7 @@ evaluate, pictures, and the demo command."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -71,7 +72,10 @@ def test_cli_evaluate_and_pictures(survey, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "precision" in result.output and (tmp_path / "r" / "report.html").exists()
-    assert (tmp_path / "r" / "confusion_matrix.png").stat().st_size > 1000
+    # a calibrated model holds every labelled exposure: its evaluation is its cross-validation
+    assert "cross-validation grouped by exposure" in result.output
+    assert (tmp_path / "r" / "calibration.png").stat().st_size > 1000
+    assert "Choosing (t, f)" in (tmp_path / "r" / "report.html").read_text()
     page = tmp_path / "fp.html"
     shown = runner.invoke(
         app, ["--store", str(store_path), "classify", str(held_out.expnum), "--plot", str(page)]
@@ -109,9 +113,31 @@ def test_demo_prints_metrics_tables(tmp_path):
     for table in ("held-out CCDs", "held-out exposures"):
         block = result.output.split(table, 1)[1]
         assert re.search(r"^good\s+\d\.\d\d\s+\d\.\d\d\s+\d\.\d\d\s+\d+$", block, re.MULTILINE), block[:400]
-    assert (tmp_path / "demo" / "reports" / "v0001" / "report.html").exists()
+    for rule in ("paper", "calibrated"):
+        assert re.search(
+            rf"^{rule} rule: found \d+ of \d+ bad exposures \(\d+ false alarms", result.output, re.M
+        )
+    assert "export VEC_STORE=" in result.output and "source .venv/bin/activate" in result.output
+    assert (tmp_path / "demo" / "reports" / "v0002" / "report.html").exists()  # v0001 paper, v0002 calibrated
     again = runner.invoke(app, ["--store", str(tmp_path / "demo"), "demo"])
     assert again.exit_code == 1 and "--fresh" in again.output
+
+
+def test_demo_references_hold_no_truly_bad_or_held_out_exposure(tmp_path):
+    from query.demo import DemoOptions, run_demo
+
+    options = DemoOptions(exposures=36, ccd_shape=(256, 128), ccds_per_exposure=4, workers=0)
+    demo = run_demo(tmp_path / "demo", options, Config(), echo=lambda _: None)
+    with Store.open(tmp_path / "demo") as store:
+        for rule in ("paper", "calibrated"):
+            model = Model.for_rule(store, rule)
+            ids, codes = model.reference_labels()
+            labels = [model.classes[c] for c in codes]
+            good_refs = {int(i) // 100 for i, label in zip(ids, labels, strict=True) if label == "good"}
+            assert good_refs, rule
+            assert all(demo.truth[e] == "good" for e in good_refs), rule
+            assert not ({int(i) // 100 for i in ids} & demo.held_out), rule
+    assert demo.found["calibrated"].bad + demo.found["calibrated"].good == len(demo.held_out)
 
 
 def test_classify_file_with_add_ingests_it(survey, tmp_path):
@@ -128,3 +154,32 @@ def test_classify_file_with_add_ingests_it(survey, tmp_path):
     with Store.open(store_path) as store:
         rows = store.query("SELECT release, count(*) AS n FROM ccds WHERE expnum = 990001 GROUP BY release")
     assert rows.to_pylist() == [{"release": "late", "n": len(CCDS)}]
+
+
+def test_a_file_with_one_unusable_ccd_is_classified_from_the_rest(survey, tmp_path):
+    from tests.fitsfactory import write_cp_exposure
+
+    store_path, _, _ = survey
+    path = write_cp_exposure(
+        tmp_path / "c4d_one_nan_ooi_r_v1.fits.fz",
+        990007,
+        CCDS,
+        (256, 128),
+        pixels={"N4": np.full((256, 128), np.nan, np.float32)},
+    )
+    result = runner.invoke(app, ["--store", str(store_path), "classify", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    exposure = json.loads(result.output)[0]
+    assert exposure["n_ccds"] == len(CCDS) - 1
+    assert [f["hdu"] for f in exposure["failures"]] == ["N4"] and "NaN" in exposure["failures"][0]["reason"]
+    text = runner.invoke(app, ["--store", str(store_path), "classify", str(path)])
+    assert text.exit_code == 0 and "N4: not classified" in text.output
+    only_bad = write_cp_exposure(
+        tmp_path / "c4d_all_nan_ooi_r_v1.fits.fz",
+        990008,
+        ["N4"],
+        (256, 128),
+        pixels={"N4": np.full((256, 128), np.nan, np.float32)},
+    )
+    refused = runner.invoke(app, ["--store", str(store_path), "classify", str(only_bad)])
+    assert refused.exit_code == 1 and "no usable CCD" in refused.output and "N4" in refused.output

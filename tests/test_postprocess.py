@@ -72,9 +72,10 @@ def test_blocks_are_balanced_to_equal_total_variance():
     assert scaled[:, :200].var(axis=0).sum() == pytest.approx(1.0)
     assert scaled[:, 200:].var(axis=0).sum() == pytest.approx(1.0)
     # the narrow block now shapes the leading component; unbalanced, 200 columns would drown it
-    assert np.abs(processor.pca_components[0, 200:]).sum() > np.abs(
-        fit_postprocessor(x, 10, 0.0).pca_components[0, 200:]
-    ).sum()
+    assert (
+        np.abs(processor.pca_components[0, 200:]).sum()
+        > np.abs(fit_postprocessor(x, 10, 0.0).pca_components[0, 200:]).sum()
+    )
 
 
 def test_block_weights_survive_save_and_load(tmp_path):

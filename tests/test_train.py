@@ -16,11 +16,13 @@ from sklearn.preprocessing import MinMaxScaler
 from query.classify import classify_vectors
 from query.train import build_training_set, train
 from tests.querydata import make_store
-from vecstore.config import Config, TrainConfig
+from vecstore.config import ClassifyConfig, Config, TrainConfig
 from vecstore.errors import VecError
 from vecstore.models import Model
 
-UNIFORM = Config(train=TrainConfig(downsample={}, class_weights={}))
+# These tests pin the paper rule's training (split, down-sampling, weights); the rest: tests/test_calibrate.py
+PAPER = Config(classify=ClassifyConfig(rule="paper"))
+UNIFORM = Config(train=TrainConfig(downsample={}, class_weights={}), classify=ClassifyConfig(rule="paper"))
 
 
 def test_no_exposure_in_both_splits_and_good_ccds_balance_bad(tmp_path):
@@ -44,8 +46,7 @@ def test_no_exposure_in_both_splits_and_good_ccds_balance_bad(tmp_path):
 def test_downsampling_and_class_weights_as_configured(tmp_path):
     store, _ = make_store(tmp_path / "s", exposures_per_class=10)
     with store:
-        config = Config()
-        result = train(store, config)
+        result = train(store, PAPER)
         counts = result.training.counts()["train"]
         weights = dict(zip(result.classes, result.class_weights, strict=True))
     # 7 training exposures x 10 CCDs per class; Clouds kept at 1/3, Ghost_Scatter at 1/2

@@ -2,6 +2,13 @@
 
 Each command parses its arguments, calls one library function and formats the result. Every error vec
 raises on purpose (:class:`vecstore.errors.VecError`) is printed on one line and exits with code 1.
+
+Exit codes, so that ``vec ingest ... && next-step`` is safe:
+
+* 0 (EXIT_OK): all done.
+* 1 (EXIT_ERROR): an error; nothing was done (a missing input path is found before any work).
+* 2 (EXIT_USAGE): a usage error (unknown option, a number out of range), from Click.
+* 3 (EXIT_PARTIAL): finished, but some CCDs failed (``vec ingest``: see the ``failures`` table).
 """
 
 from __future__ import annotations
@@ -17,16 +24,18 @@ from typer.core import TyperGroup
 from vecstore.config import Config, load_config
 from vecstore.errors import VecError
 
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
 
 class _VecGroup(TyperGroup):
-    """Turns a VecError anywhere below into one line on stderr and exit code 1."""
+    """Turns a VecError anywhere below into one line on stderr and EXIT_ERROR."""
 
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except VecError as exc:
             typer.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
+            ctx.exit(EXIT_ERROR)
 
 
 app = typer.Typer(
@@ -156,15 +165,20 @@ def ingest(
     preset: str | None = typer.Option(None, "--preset", help="Preprocess preset (default: the embedder's)."),
     weights: Path | None = typer.Option(None, "--weights", help="Weights file (Meta's or timm's layout)."),
     devices: str | None = typer.Option(None, "--devices", help="cpu | cpu:N | cuda | cuda:0,1,..."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="CCDs per forward pass and commit."),
-    workers: int | None = typer.Option(None, "--workers", help="DataLoader processes reading FITS."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="CCDs per forward pass and commit."
+    ),
+    workers: int | None = typer.Option(None, "--workers", min=0, help="DataLoader processes reading FITS."),
     ccds_per_exposure: int | None = typer.Option(
-        None, "--ccds-per-exposure", help="Embed this many CCDs per exposure (seeded draw; the paper: 20)."
+        None,
+        "--ccds-per-exposure",
+        min=0,
+        help="Embed this many CCDs per exposure (seeded draw; the paper: 20; 0 = all).",
     ),
     all_ccds: bool = typer.Option(
         False, "--all-ccds", help="Embed every CCD (overrides --ccds-per-exposure)."
     ),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of the per-exposure CCD draw."),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Seed of the per-exposure CCD draw."),
     on_bad_ccd: str | None = typer.Option(
         None, "--on-bad-ccd", help="skip (record a failure) | error (stop)."
     ),
@@ -174,14 +188,23 @@ def ingest(
         None, "--address", help="Ray cluster: auto | HOST:PORT (--engine ray)."
     ),
     ray_cpus: int | None = typer.Option(
-        None, "--ray-cpus", help="CPUs of the local Ray instance started when --engine ray has no --address."
+        None,
+        "--ray-cpus",
+        min=1,
+        help="CPUs of the local Ray instance started when --engine ray has no --address.",
     ),
 ) -> None:
-    """Embed every CCD of the sources that the store does not have yet (resumable), with a progress bar."""
-    from ingest.engine import IngestOptions
+    """Embed every CCD of the sources that the store does not have yet (resumable), with a progress bar.
+
+    Exit 0: all done; 3: done, but some CCDs failed (rows of the failures table); 1: nothing ingested.
+    """
+    from ingest.engine import IngestOptions, check_sources_exist
     from ingest.engine import ingest as run_ingest
     from vecstore.store import Store
 
+    if engine not in ("local", "ray"):
+        raise VecError(f"unknown engine {engine!r}: choose local or ray")
+    check_sources_exist(sources)
     obj = _obj(ctx)
     cfg = obj.config.ingest
     per_exposure = (
@@ -213,22 +236,27 @@ def ingest(
                 num_cpus=ray_cpus,
                 progress=bar.update,
             )
-        elif engine == "local":
-            summary = run_ingest(store, [str(s) for s in sources], options, progress=bar.update)
         else:
-            raise VecError(f"unknown engine {engine!r}: choose local or ray")
+            summary = run_ingest(store, [str(s) for s in sources], options, progress=bar.update)
+    _report_ingest(summary)
+
+
+def _report_ingest(summary) -> None:
+    """The summary line, the first failures, and the exit code: EXIT_PARTIAL if some CCDs failed,
+    EXIT_ERROR if every CCD failed (none ingested now or before)."""
     typer.echo(
         f"ingested {summary.ingested:,} CCDs, skipped {summary.skipped:,} already in the store, "
         f"failed {summary.failed:,} ({summary.rate:.1f} CCDs/s, run {summary.run_id})"
     )
+    if not summary.failed:
+        return
     for path, hdu, reason in summary.failures[:20]:
         typer.echo(f"  failed: {path} [{hdu}]: {reason}", err=True)
-    if summary.failed > 20:
-        typer.echo(
-            f'  ... {summary.failed - 20} more: vec sql "SELECT * FROM failures WHERE run_id = '
-            f'{summary.run_id}"',
-            err=True,
-        )
+    see = f'vec sql "SELECT * FROM failures WHERE run_id = {summary.run_id}"'
+    if summary.ingested + summary.skipped == 0:
+        raise VecError(f"nothing ingested: all inputs failed ({summary.failed:,} failures); see: {see}")
+    typer.echo(f"  {summary.failed:,} failed (exit code {EXIT_PARTIAL}); all of them: {see}", err=True)
+    raise typer.Exit(EXIT_PARTIAL)
 
 
 class _ProgressBar:
@@ -265,7 +293,7 @@ def merge(
     ctx: typer.Context,
     dest: Path = typer.Argument(..., help="Store to merge into; created if missing."),
     sources: list[Path] = typer.Argument(..., help="Stores to fold into DEST (opened read-only)."),
-    chunk_rows: int = typer.Option(4096, "--chunk-rows", help="CCDs per commit into DEST."),
+    chunk_rows: int = typer.Option(4096, "--chunk-rows", min=1, help="CCDs per commit into DEST."),
 ) -> None:
     """Fold stores built separately (e.g. one per node) into DEST; re-running adds only what is missing."""
     from vecstore.merge import merge_stores
@@ -279,31 +307,36 @@ def merge(
 @app.command()
 def train(
     ctx: typer.Context,
-    tune: bool = typer.Option(
-        False, "--tune", help="Search the paper's space (HalvingRandomSearchCV, grouped CV)."
+    rule: str | None = typer.Option(
+        None,
+        "--rule",
+        help="calibrated (thresholds chosen by cross-validation) | paper (Luo et al.) "
+        "[config: classify.rule].",
     ),
-    n_iter: int = typer.Option(40, "--n-iter", help="Candidates drawn by --tune."),
+    good_from: str | None = typer.Option(
+        None,
+        "--good-from",
+        help="Exposures known to be good: a file of expnums, release:TAG, or a WHERE on the exposures table "
+        "[config: train.good_from; default: unlabelled, uncut exposures].",
+    ),
+    tune: bool = typer.Option(
+        False,
+        "--tune",
+        help="With --rule paper: search the paper's space (HalvingRandomSearchCV, grouped CV).",
+    ),
+    n_iter: int = typer.Option(40, "--n-iter", min=1, help="Candidates drawn by --tune."),
 ) -> None:
-    """Split labelled exposures 70/30, balance, fit the post-processor, build the indexes: a new model."""
+    """A new model: the reference CCDs the k-NN votes with, their post-processor and the decision rule."""
+    from query.train import describe_training
     from query.train import train as run_train
     from vecstore.store import Store
 
     obj = _obj(ctx)
     with Store.open(obj.store, writable=True, config=obj.config) as store:
-        result = run_train(store, obj.config, tune=tune, n_iter=n_iter)
-    counts = result.training.counts()
-    typer.echo(
-        f"model {result.version}: {sum(counts['train'].values()):,} training CCDs, "
-        f"{sum(counts['test'].values()):,} test CCDs, {result.settings['output_dim']} dimensions after "
-        f"post-processing"
-    )
-    for label, weight in zip(result.classes, result.class_weights, strict=True):
-        n_train, n_test = counts["train"].get(label, 0), counts["test"].get(label, 0)
-        typer.echo(f"  {label:<22} train {n_train:>7,}  test {n_test:>7,}  weight {weight:.3g}")
+        result = run_train(store, obj.config, rule=rule, good_from=good_from, tune=tune, n_iter=n_iter)
+    typer.echo(describe_training(result))
     for note in result.training.notes:
         typer.echo(f"  note: {note}", err=True)
-    if result.settings.get("tuning"):
-        typer.echo(f"  tuning chose {result.settings['tuning']['best_params']}")
 
 
 @app.command()
@@ -326,6 +359,13 @@ def evaluate(
     typer.echo(f"report: {result.html}")
 
 
+def _open_unit(value: float | None) -> float | None:
+    """A probability cut in (0, 1]: 0 would call every CCD bad, above 1 none."""
+    if value is not None and not 0.0 < value <= 1.0:
+        raise typer.BadParameter(f"{value} is not in (0, 1]")
+    return value
+
+
 @app.command()
 def classify(
     ctx: typer.Context,
@@ -340,10 +380,26 @@ def classify(
     ),
     run: int | None = typer.Option(None, "--run", help="With --all: resume this run id."),
     all_ccds: bool = typer.Option(False, "--all-ccds", help="Use every CCD instead of the seeded draw."),
-    k: int | None = typer.Option(None, "-k", help="Neighbours per CCD [config: classify.k]."),
-    prob_cut: float | None = typer.Option(None, "--prob-cut", help="CCD is bad at this probability [0.9]."),
+    rule: str | None = typer.Option(
+        None,
+        "--rule",
+        help="calibrated | paper: use the newest model trained for it [default: the current model].",
+    ),
+    k: int | None = typer.Option(None, "-k", min=1, help="Neighbours per CCD [config: classify.k]."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", min=0.0, max=1.0, help="Calibrated rule: CCD flagged at p_bad >= this [trained]."
+    ),
+    fraction: float | None = typer.Option(
+        None, "--fraction", min=0.0, max=1.0, help="Calibrated rule: share of flagged CCDs that makes it bad."
+    ),
+    prob_cut: float | None = typer.Option(
+        None,
+        "--prob-cut",
+        callback=_open_unit,
+        help="Paper rule: CCD bad at this probability, in (0, 1] [0.9].",
+    ),
     min_bad_ccds: int | None = typer.Option(
-        None, "--min-bad-ccds", help="Bad CCDs that make a bad exposure [3]."
+        None, "--min-bad-ccds", min=1, help="Paper rule: bad CCDs that make a bad exposure [3]."
     ),
     weights: Path | None = typer.Option(None, "--weights", help="Embedder weights, to embed a new FILE."),
     add: bool = typer.Option(False, "--add", help="Also ingest a FILE into the store."),
@@ -355,7 +411,7 @@ def classify(
     """Is this exposure bad, and why? k-NN per CCD, the probability cut, then a vote over the exposure."""
     import dataclasses
 
-    from query.classify import classify_all, classify_exposures, classify_file
+    from query.classify import classify_all, classify_targets
     from vecstore.models import Model
     from vecstore.store import Store
 
@@ -365,7 +421,13 @@ def classify(
         cfg,
         **{
             k_: v
-            for k_, v in (("k", k), ("prob_cut", prob_cut), ("min_bad_ccds", min_bad_ccds))
+            for k_, v in (
+                ("k", k),
+                ("prob_cut", prob_cut),
+                ("min_bad_ccds", min_bad_ccds),
+                ("threshold", threshold),
+                ("fraction", fraction),
+            )
             if v is not None
         },
     )
@@ -375,7 +437,7 @@ def classify(
             _ProgressBar("classify", "exp") as bar,
         ):
             summary = classify_all(
-                store, Model.current(store), cfg, release=release, run_id=run, progress=bar.update
+                store, Model.for_rule(store, rule), cfg, release=release, run_id=run, progress=bar.update
             )
         typer.echo(
             f"run {summary.run_id}{' (resumed)' if summary.resumed else ''}: "
@@ -384,52 +446,39 @@ def classify(
         return
     if not targets:
         raise VecError("give exposure numbers or FITS files, or --all")
-    results = []
-    files = [t for t in targets if not t.isdigit()]
     with Store.open(obj.store, writable=add, config=obj.config) as store:
-        if add and files:
-            from ingest.engine import IngestOptions
-            from ingest.engine import ingest as run_ingest
-
-            prov = store.provenance()
-            run_ingest(
-                store,
-                files,
-                IngestOptions(
-                    release=release or "classify-add",
-                    embedder=prov.embedder,
-                    weights=str(weights) if weights else None,
-                    workers=0,
-                ),
-            )
-        model = Model.current(store)
-        numbers = [int(t) for t in targets if t.isdigit()]
-        if numbers:
-            results += classify_exposures(store, model, numbers, cfg, all_ccds=all_ccds)
-        for path in files:
-            results += classify_file(
-                store, model, path, cfg, weights=str(weights) if weights else None, all_ccds=all_ccds
-            )
+        results = classify_targets(
+            store,
+            Model.for_rule(store, rule),
+            targets,
+            cfg,
+            weights=str(weights) if weights else None,
+            all_ccds=all_ccds,
+            add_release=(release or "classify-add") if add else None,
+        )
         if plot is not None:
-            from query.pictures import focal_plane_picture
+            from query.pictures import focal_plane_pictures
 
-            focal_plane_picture(store, results[0], plot)
+            pictures = focal_plane_pictures(store, results, plot)
+    model_line = f"{results[0].rule.describe()}" if results and results[0].rule else ""
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in results], indent=1))
         return
     from query.pictures import format_classification
 
+    if model_line:
+        typer.echo(model_line)
     for result in results:
         typer.echo(format_classification(result))
     if plot is not None:
-        typer.echo(f"picture: {plot}")
+        typer.echo("picture(s): " + ", ".join(str(p) for p in pictures))
 
 
 @app.command()
 def similar(
     ctx: typer.Context,
     reference: str = typer.Argument(..., help="EXPNUM/CCDNAME (e.g. 1222425/N4), a ccd_id, or FILE[:HDU]."),
-    k: int | None = typer.Option(None, "-k", help="How many look-alikes [config: similar.k = 20]."),
+    k: int | None = typer.Option(None, "-k", min=1, help="How many look-alikes [config: similar.k = 20]."),
     where: str | None = typer.Option(
         None, "--where", help="SQL filter on the ccds table, e.g. \"filter = 'r'\"."
     ),
@@ -475,9 +524,9 @@ def similar(
 def export(
     ctx: typer.Context,
     fmt: str = typer.Option("badexp", "--format", "-f", help="badexp | csv | fits"),
-    run: int | None = typer.Option(None, "--run", help="Classification run (default: the latest)."),
+    run: int | None = typer.Option(None, "--run", min=1, help="Classification run (default: the latest)."),
     min_prob: float = typer.Option(
-        0.0, "--min-prob", help="Only exposures whose mean probability reaches this."
+        0.0, "--min-prob", min=0.0, max=1.0, help="Only exposures whose mean probability reaches this."
     ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file (needed for fits)."),
 ) -> None:
@@ -499,13 +548,15 @@ def export(
 @app.command()
 def simulate(
     out: Path = typer.Argument(..., help="Directory for the simulated exposures and truth lists."),
-    exposures: int = typer.Option(20, "--exposures", "-n", help="Number of exposures."),
+    exposures: int = typer.Option(20, "--exposures", "-n", min=1, help="Number of exposures."),
     ccd_shape: str = typer.Option(
         "4094x2046", "--ccd-shape", help="ROWSxCOLS of each CCD (DECam: 4094x2046)."
     ),
     ccds: str | None = typer.Option(None, "--ccds", help="Comma-separated CCD names (default: all alive)."),
-    bad_fraction: float = typer.Option(0.4, "--bad-fraction", help="Share of exposures with an artifact."),
-    seed: int = typer.Option(0, "--seed"),
+    bad_fraction: float = typer.Option(
+        0.4, "--bad-fraction", min=0.0, max=1.0, help="Share of exposures with an artifact."
+    ),
+    seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """Write simulated DECam CP exposures (fpacked MEF) with known artifacts and their truth lists."""
     from ingest.simulate import simulate_survey
@@ -539,17 +590,17 @@ def _parse_shape(text: str) -> tuple[int, int]:
 @app.command()
 def demo(
     ctx: typer.Context,
-    exposures: int = typer.Option(200, "--exposures", "-n", help="Simulated exposures."),
+    exposures: int = typer.Option(200, "--exposures", "-n", min=1, help="Simulated exposures."),
     ccd_shape: str = typer.Option(
         "1024x512", "--ccd-shape", help="ROWSxCOLS per CCD (full DECam: 4094x2046)."
     ),
-    ccds_per_exposure: int = typer.Option(8, "--ccds", help="CCDs per exposure (up to 61)."),
+    ccds_per_exposure: int = typer.Option(8, "--ccds", min=1, max=61, help="CCDs per exposure (up to 61)."),
     embedder: str | None = typer.Option(
         None, "--embedder", help="Default: dinov2+qa with --weights, else qa."
     ),
     weights: Path | None = typer.Option(None, "--weights", help="DINOv2 weights file (Meta's layout)."),
-    workers: int = typer.Option(2, "--workers", help="DataLoader processes."),
-    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(2, "--workers", min=0, help="DataLoader processes."),
+    seed: int = typer.Option(0, "--seed", min=0),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the demo store and data first."),
 ) -> None:
     """vec's main job end to end on simulated DECam data: simulate, ingest, label, train, classify, report."""

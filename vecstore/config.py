@@ -39,6 +39,7 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class PostprocessConfig:
+    method: str = "auto"  # auto | paper | quantile | robust (auto: quantile for qa statistics, else paper)
     n_components: int = 15
     variance_threshold: float = 0.001
 
@@ -63,13 +64,21 @@ class TrainConfig:
     class_weights: dict[str, float] = field(
         default_factory=lambda: {"Clouds_Transparency": 3.0, "Ghost_Scatter": 2.0, "NObjects": 4 / 3}
     )
+    good_from: str = ""  # exposures known to be good: a file of expnums, release:TAG, or a WHERE on exposures
+    folds: int = 5  # cross-validation folds (grouped by exposure) that choose the calibrated (t, f)
+    objective: str = "accuracy"  # accuracy | f1 | recall_at_precision
+    precision_target: float = 0.95  # for objective = recall_at_precision
+    grid_step: float = 0.05  # spacing of the t and f grids
 
 
 @dataclass(frozen=True)
 class ClassifyConfig:
+    rule: str = "calibrated"  # calibrated (thresholds from vec train) | paper (Luo et al.'s 0.9 cut)
     k: int = 7
     p: int = 1  # Minkowski power of the kNN metric; vec's indexes are L1 (p = 1)
     prob_cut: float = 0.9
+    threshold: float = -1.0  # calibrated rule's CCD threshold t; negative = the one `vec train` chose
+    fraction: float = -1.0  # calibrated rule's CCD fraction f; negative = the one `vec train` chose
     ccds_per_exposure: int = 20
     min_bad_ccds: int = 3
     seed: int = 0

@@ -50,3 +50,7 @@ class NotTrainedError(VecError, RuntimeError):
 
 class NotFoundError(VecError, LookupError):
     """An exposure, CCD, model version or run that the store does not have."""
+
+
+class TrainingError(VecError, ValueError):
+    """The labels cannot make a model: too few labelled exposures or CCDs for what was asked."""

@@ -87,6 +87,10 @@ def index_ids(index: faiss.Index) -> np.ndarray:
     return faiss.vector_to_array(index.id_map).astype(np.int64)
 
 
+def index_size(index: faiss.Index) -> int:
+    return int(index.ntotal)
+
+
 def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(distances, ccd_ids)`` each (n, k); missing neighbours (k > ntotal) have id -1."""
     q = np.ascontiguousarray(queries, dtype=np.float32)

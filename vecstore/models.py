@@ -131,6 +131,26 @@ class Model:
             raise NotTrainedError(f"store {store.path} has no trained model; run `vec train` first")
         return cls(store, version)
 
+    @classmethod
+    def for_rule(cls, store: Store, rule: str | None = None) -> Model:
+        """The current model, or with ``rule`` the newest version trained for that rule."""
+        current = cls.current(store)
+        if rule is None or current.rule == rule:
+            return current
+        for version in reversed(list_versions(store)):
+            settings = json.loads((store.models_dir() / version / SETTINGS).read_text())
+            if settings.get("rule", "paper") == rule:
+                return cls(store, version)
+        raise NotTrainedError(
+            f"store {store.path} has no model trained for the {rule} rule (the current one, "
+            f"{current.version}, uses the {current.rule} rule); run `vec train --rule {rule}`"
+        )
+
+    @property
+    def rule(self) -> str:
+        """The decision rule this version was trained for; versions from before the rule existed: paper."""
+        return self.settings.get("rule", "paper")
+
     @property
     def classes(self) -> tuple[str, ...]:
         return tuple(self.settings["classes"])

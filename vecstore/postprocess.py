@@ -1,12 +1,24 @@
-"""The post-processor: MinMaxScaler -> PCA -> VarianceThreshold, as plain arrays.
+"""The post-processor: raw embeddings -> the vectors the L1 indexes hold, as plain arrays.
 
-The paper's HPO chose MinMaxScaler, PCA(15) and VarianceThreshold(0.001). vec fits those with
-scikit-learn, then keeps only their fitted arrays (``.npz`` read with ``allow_pickle=False``), so a stored
-model never executes code on load and applying it is a few numpy operations.
+Methods (``postprocess.method``; ``auto`` picks per embedder, see :func:`resolve_methods`):
+
+- ``paper``: MinMaxScaler -> PCA(15) -> VarianceThreshold(0.001), the paper's HPO choice, for DINOv2.
+- ``quantile``: each feature through its empirical CDF on the training CCDs (scikit-learn's
+  QuantileTransformer, uniform output), no PCA. For the ``qa`` statistics, whose tails are heavy
+  (max/median up to 600x): MinMax squeezes the good population into a sliver of [0, 1], and L1 on ranks
+  weighs every statistic alike.
+- ``robust``: (x - median) / IQR per feature, no PCA.
+
+A hybrid vector (``dinov2+qa``) is processed block by block, each with its own method, and each block is
+then brought to unit total variance so that 768 ViT dimensions do not drown 26 statistics.
+
+vec fits with scikit-learn, then keeps only the fitted arrays (``.npz`` read with ``allow_pickle=False``),
+so a stored model never executes code on load and applying it is a few numpy operations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +28,8 @@ import numpy as np
 from vecstore.errors import VecError
 
 FORMAT_VERSION = 1
+METHODS = ("paper", "quantile", "robust")
+N_QUANTILES = 1000  # scikit-learn's default; fewer when fitted on fewer CCDs
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,6 +44,9 @@ class PostProcessor:
     # Per-input-column factor applied after the scaler; ones except for multi-block vectors (dinov2+qa),
     # where each block is brought to the same total variance so that neither dominates PCA and L1.
     column_weights: np.ndarray | None = None
+    # Columns that go through their empirical CDF first (np.interp on these quantiles); None = none.
+    quantiles: np.ndarray | None = None  # (n_quantiles, dim); NaN in columns that are not transformed
+    steps: tuple[str, ...] = ("MinMaxScaler", "PCA", "VarianceThreshold")
 
     @property
     def input_dim(self) -> int:
@@ -44,6 +61,8 @@ class PostProcessor:
         x = np.asarray(vectors, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise VecError(f"post-processor expects (n, {self.input_dim}) vectors, got {x.shape}")
+        if self.quantiles is not None:
+            x = quantile_transform(x, self.quantiles)
         scaled = x * self.scale + self.offset
         if self.column_weights is not None:
             scaled = scaled * self.column_weights
@@ -60,10 +79,11 @@ class PostProcessor:
             pca_components=self.pca_components,
             keep=self.keep,
             column_weights=np.ones_like(self.scale) if self.column_weights is None else self.column_weights,
+            **({} if self.quantiles is None else {"quantiles": self.quantiles}),
         )
         settings = {
             "format": FORMAT_VERSION,
-            "steps": ["MinMaxScaler", "PCA", "VarianceThreshold"],
+            "steps": list(self.steps),
             "n_components": self.n_components,
             "variance_threshold": self.variance_threshold,
             "input_dim": self.input_dim,
@@ -86,6 +106,8 @@ class PostProcessor:
                 n_components=int(settings["n_components"]),
                 variance_threshold=float(settings["variance_threshold"]),
                 column_weights=None if np.all(arrays["column_weights"] == 1) else arrays["column_weights"],
+                quantiles=arrays["quantiles"] if "quantiles" in arrays.files else None,
+                steps=tuple(settings["steps"]),
             )
 
 
@@ -131,12 +153,16 @@ def fit_postprocessor(
     n_components: int = 15,
     variance_threshold: float = 0.001,
     blocks: list[tuple[str, int]] | None = None,
+    method: str | tuple[str, ...] = "paper",
 ) -> PostProcessor:
-    """Fit on the training embeddings (n, dim). Fewer samples than components is an error.
+    """Fit on the training embeddings (n, dim) with ``method`` (one for all blocks, or one per block).
 
-    ``blocks`` (name, width) describe a concatenated vector; each block is then rescaled after MinMax to
-    unit total variance before PCA (see :class:`PostProcessor`).
+    ``paper``: MinMax -> PCA -> VarianceThreshold; fewer samples than components is an error. ``blocks``
+    (name, width) describe a concatenated vector; each block is then rescaled after MinMax to unit total
+    variance before PCA (see :class:`PostProcessor`). Other methods: :func:`fit_per_block`.
     """
+    if method != "paper":
+        return fit_per_block(vectors, method, n_components, variance_threshold, blocks)
     x = np.asarray(vectors, dtype=np.float64)
     if len(x) <= n_components or x.shape[1] < n_components:
         raise VecError(
@@ -179,3 +205,143 @@ def _fit_blocks(
     pca = pipeline.named_steps["pca"].fit(weighted)
     threshold = pipeline.named_steps["threshold"].fit(pca.transform(weighted))
     return _from_steps(scaler, pca, threshold, column_weights=weights)
+
+
+# ------------------------------------------------------------------------------ per-embedder methods
+def resolve_methods(
+    configured: str, embedder: str, blocks: list[tuple[str, int]] | None
+) -> str | tuple[str, ...]:
+    """The method of each block: ``configured`` everywhere, or for ``auto`` quantile on ``qa``
+    statistics (a qa store, or the qa block of a hybrid) and the paper's pipeline on everything else."""
+    if configured != "auto":
+        if configured not in METHODS:
+            raise VecError(f"postprocess.method {configured!r}: expected auto or one of {', '.join(METHODS)}")
+        return configured
+    if not blocks:
+        return "quantile" if embedder == "qa" else "paper"
+    methods = tuple("quantile" if name == "qa" else "paper" for name, _ in blocks)
+    return "paper" if set(methods) == {"paper"} else methods
+
+
+def quantile_transform(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """Columns with finite quantiles -> [0, 1] exactly as QuantileTransformer(uniform); others unchanged.
+
+    The mean of the forward and the mirrored interpolation is scikit-learn's way of sending a value that
+    repeats in the quantiles (a statistic that is often exactly 0) to the middle of its flat step.
+    """
+    out = np.array(x, dtype=np.float64, copy=True)
+    levels = np.linspace(0.0, 1.0, quantiles.shape[0])
+    for j in np.flatnonzero(np.isfinite(quantiles[0])):
+        q, column = quantiles[:, j], x[:, j]
+        out[:, j] = 0.5 * (np.interp(column, q, levels) - np.interp(-column, -q[::-1], -levels[::-1]))
+    return out
+
+
+@dataclass
+class _Block:
+    """One block's fitted pieces, in input columns ``start:stop``."""
+
+    start: int
+    stop: int
+    scale: np.ndarray
+    offset: np.ndarray
+    quantiles: np.ndarray | None
+    mean: np.ndarray
+    components: np.ndarray  # (n_out, width)
+    step: str
+
+
+def _fit_block(x: np.ndarray, method: str, n_components: int, n_quantiles: int, seed: int = 0) -> _Block:
+    width = x.shape[1]
+    identity = (np.zeros(width), np.eye(width))
+    if method == "quantile":
+        from sklearn.preprocessing import QuantileTransformer
+
+        fitted = QuantileTransformer(n_quantiles=n_quantiles, subsample=10**9, random_state=seed).fit(x)
+        return _Block(
+            0, width, np.ones(width), np.zeros(width), fitted.quantiles_, *identity, "QuantileTransformer"
+        )
+    if method == "robust":
+        from sklearn.preprocessing import RobustScaler
+
+        fitted = RobustScaler().fit(x)
+        scale = 1.0 / fitted.scale_
+        return _Block(0, width, scale, -fitted.center_ * scale, None, *identity, "RobustScaler")
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import MinMaxScaler
+
+    scaler = MinMaxScaler().fit(x)
+    n = min(n_components, width, len(x) - 1)
+    if n < 1:
+        raise VecError(f"cannot fit PCA on {len(x)} vectors: need at least 2")
+    pca = PCA(n_components=n, svd_solver="full", random_state=seed).fit(scaler.transform(x))
+    return _Block(
+        0, width, scaler.scale_, scaler.min_, None, pca.mean_, pca.components_, f"MinMaxScaler+PCA({n})"
+    )
+
+
+def fit_per_block(
+    vectors: np.ndarray,
+    methods: str | tuple[str, ...],
+    n_components: int = 15,
+    variance_threshold: float = 0.001,
+    blocks: list[tuple[str, int]] | None = None,
+) -> PostProcessor:
+    """Fit each block with its method, balance the blocks' output variance, drop constant outputs."""
+    x = np.asarray(vectors, dtype=np.float64)
+    layout = [(str(name), int(width)) for name, width in (blocks or [("all", x.shape[1])])]
+    if sum(w for _, w in layout) != x.shape[1]:
+        raise VecError(
+            f"blocks {layout} add up to {sum(w for _, w in layout)} columns, vectors have {x.shape[1]}"
+        )
+    per_block = (methods,) * len(layout) if isinstance(methods, str) else tuple(methods)
+    n_quantiles = max(2, min(N_QUANTILES, len(x)))
+    fitted, start = [], 0
+    for (name, width), method in zip(layout, per_block, strict=True):
+        block = _fit_block(x[:, start : start + width], method, n_components, n_quantiles)
+        block.start, block.stop, block.step = start, start + width, f"{name}: {block.step}"
+        fitted.append(block)
+        start += width
+    return _assemble(x, fitted, len(layout) > 1, variance_threshold, n_quantiles)
+
+
+def _assemble(
+    x, fitted: list[_Block], balance: bool, variance_threshold: float, n_quantiles: int
+) -> PostProcessor:
+    dim = x.shape[1]
+    scale, offset, weights = np.ones(dim), np.zeros(dim), np.ones(dim)
+    quantiles = np.full((n_quantiles, dim), np.nan)
+    mean = np.zeros(dim)
+    rows = []
+    for b in fitted:
+        cols = slice(b.start, b.stop)
+        scale[cols], offset[cols] = b.scale, b.offset
+        if b.quantiles is not None:
+            quantiles[:, cols] = b.quantiles
+        block_x = x[:, cols] if b.quantiles is None else quantile_transform(x[:, cols], b.quantiles)
+        out = (block_x * b.scale + b.offset - b.mean) @ b.components.T
+        total = out.var(axis=0).sum()
+        # Weighting a block's input columns by w scales its outputs by w: unit total variance per block.
+        w = 1.0 / np.sqrt(total) if balance and total > 0 else 1.0
+        weights[cols], mean[cols] = w, b.mean * w
+        component_rows = np.zeros((b.components.shape[0], dim))
+        component_rows[:, cols] = b.components
+        rows.append(component_rows)
+    components = np.vstack(rows)
+    has_quantiles = bool(np.isfinite(quantiles[0]).any())
+    processor = PostProcessor(
+        scale=scale,
+        offset=offset,
+        pca_mean=mean,
+        pca_components=components,
+        keep=np.ones(len(components), dtype=bool),
+        n_components=len(components),
+        variance_threshold=variance_threshold,
+        column_weights=weights if balance else None,
+        quantiles=quantiles if has_quantiles else None,
+        steps=(*(b.step for b in fitted), *(("block balance",) if balance else ()), "VarianceThreshold"),
+    )
+    keep = processor.transform(x).astype(np.float64).var(axis=0) > variance_threshold
+    if not keep.any():
+        raise VecError(f"VarianceThreshold({variance_threshold}) removed every output; lower the threshold")
+    return dataclasses.replace(processor, keep=keep)

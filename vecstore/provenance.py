@@ -18,6 +18,12 @@ class Provenance:
     dim: int
     weights_sha256: str = ""
 
+    @property
+    def preset_name(self) -> str | None:
+        """The preset's registry name (``preset`` is stored as NAME@VERSION, or "none" for embedders
+        that take no preset), to build the same embedder again."""
+        return None if self.preset == "none" else self.preset.split("@")[0]
+
     def as_meta(self) -> dict[str, str]:
         return {
             "embedder": self.embedder,

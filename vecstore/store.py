@@ -189,8 +189,11 @@ class Store:
     def open(cls, path: str | Path, *, writable: bool = False, config: Config | None = None) -> Store:
         path = Path(path)
         if not (path / catalog.CATALOG_FILE).is_file():
-            hint = " (run `vec init` to create one)" if not path.exists() or path.is_dir() else ""
-            raise NotAStoreError(f"{path} is not a vec store: no {catalog.CATALOG_FILE}{hint}")
+            init = ", or create one with `vec init`" if not path.exists() or path.is_dir() else ""
+            raise NotAStoreError(
+                f"{path} is not a vec store: no {catalog.CATALOG_FILE}; point at an existing store with "
+                f"--store DIR or VEC_STORE=DIR (the demo's is demo-store){init}"
+            )
         store = cls(path, writable=writable, config=config)
         if writable:
             store._acquire_writer_lock()

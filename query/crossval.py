@@ -1,0 +1,153 @@
+"""K-fold cross-validation grouped by exposure: the calibrated rule's ``(t, f)`` and its quality.
+
+Folds are drawn over exposures, separately for bad and good ones (so each fold holds both), seeded.
+Each fold: the reference set is the other folds' labelled bad CCDs plus good CCDs drawn from the other
+folds' good exposures; the post-processor is fitted on it; every held-out exposure is classified as
+``vec classify`` would (its CCDs drawn with the same seed, k L1 neighbours, uniform votes) and keeps the
+``p_bad`` of each CCD. The grid search (:mod:`query.calibrate`) then runs on all folds' exposures at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from query.calibrate import GridScores, default_grid, plateau_centre, score_grid
+from query.good_set import draw_good
+from query.knn import class_probabilities, find_neighbours
+from query.vote import p_bad_of
+from vecstore import index as vindex
+from vecstore.errors import TrainingError
+from vecstore.postprocess import fit_postprocessor
+from vecstore.vocabulary import CATEGORIES, GOOD, expnum_of
+
+
+@dataclass(frozen=True)
+class LabelledPool:
+    """Everything cross-validation and the deployed reference set draw from."""
+
+    bad: dict[int, str]  # ccd_id -> category of each labelled bad CCD
+    good: dict[int, list[int]]  # good expnum -> its candidate good CCD ids
+    members: dict[int, np.ndarray]  # expnum -> the CCD ids classify would use for that exposure
+    vectors: Callable[[np.ndarray], np.ndarray]  # sorted ccd_ids -> raw vectors (float32)
+
+    def bad_expnums(self) -> list[int]:
+        return sorted({expnum_of(i) for i in self.bad})
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    grid: GridScores
+    chosen: dict[str, float]  # threshold, fraction, score, precision, recall, accuracy
+    folds: int
+    n_bad_exposures: int
+    n_good_exposures: int
+
+    def summary(self) -> dict:
+        return {
+            **self.chosen,
+            "folds": self.folds,
+            "bad_exposures": self.n_bad_exposures,
+            "good_exposures": self.n_good_exposures,
+            "thresholds": self.grid.thresholds.tolist(),
+            "fractions": self.grid.fractions.tolist(),
+            "score_grid": np.round(self.grid.score, 6).tolist(),
+            "precision_grid": np.round(self.grid.precision, 6).tolist(),
+            "recall_grid": np.round(self.grid.recall, 6).tolist(),
+        }
+
+
+def assign_folds(expnums: list[int], n_folds: int, rng: np.random.Generator) -> dict[int, int]:
+    """expnum -> fold, round-robin over a seeded permutation (fold sizes differ by at most one)."""
+    order = rng.permutation(sorted(expnums)).tolist()
+    return {int(e): i % n_folds for i, e in enumerate(order)}
+
+
+def reference_set(
+    pool: LabelledPool, bad_expnums: set[int], good_expnums: list[int], good_per_bad: float, rng
+) -> tuple[np.ndarray, list[str]]:
+    """Sorted reference ids and their labels: the bad CCDs of ``bad_expnums`` and drawn good CCDs."""
+    bad_ids = [i for i in sorted(pool.bad) if expnum_of(i) in bad_expnums]
+    good_ids = draw_good(pool.good, good_expnums, int(round(good_per_bad * len(bad_ids))), rng)
+    labels = {**{i: pool.bad[i] for i in bad_ids}, **{i: GOOD for i in good_ids}}
+    ids = np.array(sorted(labels), dtype=np.int64)
+    return ids, [labels[int(i)] for i in ids]
+
+
+def class_codes(labels: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
+    """Classes in vec's fixed order (good first) and each label's integer code."""
+    classes = tuple(c for c in (GOOD, *CATEGORIES) if c in set(labels))
+    code = {c: i for i, c in enumerate(classes)}
+    return classes, np.array([code[c] for c in labels], dtype=np.int64)
+
+
+def _fold_p_bad(pool, ref_ids, ref_labels, queries: list[int], k: int, fit) -> dict[int, np.ndarray]:
+    processor = fit(pool.vectors(ref_ids))
+    classes, codes = class_codes(ref_labels)
+    index = vindex.build_index(processor.transform(pool.vectors(ref_ids)), ref_ids, "Flat")
+    query_ids = np.sort(np.concatenate([pool.members[e] for e in queries]))
+    neighbours = find_neighbours(
+        index,
+        processor.transform(pool.vectors(query_ids)),
+        k,
+        ref_ids,
+        codes,
+        reference_expnums=expnum_of(ref_ids),
+        query_expnums=expnum_of(query_ids),
+    )
+    p_bad = p_bad_of(class_probabilities(neighbours.labels, len(classes)), classes)
+    return {e: p_bad[expnum_of(query_ids) == e] for e in queries}
+
+
+def cross_validate(pool: LabelledPool, train_cfg, classify_cfg, fit, seed: int) -> CrossValidation:
+    """Grouped K-fold CV of the calibrated rule; ``fit(vectors) -> PostProcessor``."""
+    bad_exp, good_exp = pool.bad_expnums(), sorted(pool.good)
+    n_folds = min(train_cfg.folds, len(bad_exp), len(good_exp))
+    if n_folds < 2:
+        raise TrainingError(
+            f"calibrating the rule needs at least 2 labelled bad and 2 good exposures (have {len(bad_exp)} "
+            f"bad, {len(good_exp)} good): label more exposures, give --good-from, or train --rule paper"
+        )
+    rng = np.random.default_rng(seed)
+    fold_of = {**assign_folds(bad_exp, n_folds, rng), **assign_folds(good_exp, n_folds, rng)}
+    p_bad: dict[int, np.ndarray] = {}
+    for fold in range(n_folds):
+        held = [e for e in (*bad_exp, *good_exp) if fold_of[e] == fold]
+        ref_ids, ref_labels = reference_set(
+            pool,
+            {e for e in bad_exp if fold_of[e] != fold},
+            [e for e in good_exp if fold_of[e] != fold],
+            train_cfg.good_per_bad,
+            rng,
+        )
+        p_bad.update(_fold_p_bad(pool, ref_ids, ref_labels, held, classify_cfg.k, fit))
+    expnums = sorted(p_bad)
+    bad_set = set(bad_exp)
+    thresholds, fractions = default_grid(train_cfg.grid_step)
+    grid = score_grid(
+        [p_bad[e] for e in expnums],
+        np.array([e in bad_set for e in expnums]),
+        thresholds,
+        fractions,
+        train_cfg.objective,
+        train_cfg.precision_target,
+    )
+    chosen = grid.at(*plateau_centre(grid.score))
+    return CrossValidation(grid, chosen, n_folds, len(bad_exp), len(good_exp))
+
+
+def make_fitter(postprocess_cfg, method, blocks) -> Callable[[np.ndarray], object]:
+    """The post-processor fit used for every fold and for the deployed model."""
+
+    def fit(vectors: np.ndarray):
+        return fit_postprocessor(
+            vectors,
+            postprocess_cfg.n_components,
+            postprocess_cfg.variance_threshold,
+            blocks=blocks,
+            method=method,
+        )
+
+    return fit
