@@ -21,10 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Report, Table, log, parse_args  # noqa: E402
-from ingest.simulate import simulate_survey  # noqa: E402
+from ingest.simulate.survey import simulate_survey  # noqa: E402
 from query.classify import classify_all, classify_file  # noqa: E402
-from query.demo import DemoOptions, central_ccds, run_demo  # noqa: E402
 from query.train import train  # noqa: E402
+from vecstore.cli.demo import DemoOptions, central_ccds, run_demo  # noqa: E402
 from vecstore.config import Config, PostprocessConfig  # noqa: E402
 from vecstore.models import Model  # noqa: E402
 from vecstore.store import Store  # noqa: E402

@@ -16,13 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from ingest.categories import CATEGORIES
-from ingest.engine import IngestOptions, ingest
-from ingest.label_import import import_labels
-from ingest.simulate import simulate_survey
+from ingest.engine.local import IngestOptions, ingest
+from ingest.labels.importer import import_labels
+from ingest.labels.rules import CATEGORIES
+from ingest.simulate.survey import simulate_survey
 from query.classify import classify_all
-from query.demo import _split_exposures, central_ccds, score_held_out, write_training_labels
 from query.train import train
+from vecstore.cli.demo import _split_exposures, central_ccds, score_held_out, write_training_labels
 from vecstore.config import Config
 from vecstore.models import Model
 from vecstore.store import Store

@@ -39,10 +39,10 @@ from bench.common import (  # noqa: E402
     timed,
 )
 from ingest.embedders import TorchEmbedder, create_embedder  # noqa: E402
-from ingest.engine import IngestOptions, ingest  # noqa: E402
+from ingest.embedders.vit import build_dinov2_vit  # noqa: E402
+from ingest.engine.local import IngestOptions, ingest  # noqa: E402
 from ingest.reader import CCDTask, list_ccd_hdus, read_ccd  # noqa: E402
-from ingest.simulate import simulate_survey  # noqa: E402
-from ingest.vit import build_dinov2_vit  # noqa: E402
+from ingest.simulate.survey import simulate_survey  # noqa: E402
 from vecstore.store import Store  # noqa: E402
 
 BATCH_SIZE = 8

@@ -35,9 +35,9 @@ from bench.common import (  # noqa: E402
     secs,
     timed,
 )
-from ingest.qa import qa_features  # noqa: E402
+from ingest.embedders.qa_features import qa_features  # noqa: E402
 from ingest.reader import CCDTask, list_ccd_hdus, read_ccd  # noqa: E402
-from ingest.simulate import simulate_survey  # noqa: E402
+from ingest.simulate.survey import simulate_survey  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import Any
 import fitsio
 import numpy as np
 
-from ingest.decam import CCDNUM_BY_NAME, ccd_id_for, ccdname_for, ccdnum_for
+from vecstore.decam import CCDNUM_BY_NAME, ccd_id_for, ccdname_for, ccdnum_for
 from vecstore.errors import BadInputError
 
 # A CCD with more NaN/inf pixels than this fraction is refused: there is too little image left to embed.

@@ -35,8 +35,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ingest.decam import CCDNUM_BY_NAME
 from ingest.reader import TABLE_META_COLUMNS, CCDTask, inspect_fits, normalize_table_meta, open_fits
+from vecstore.decam import CCDNUM_BY_NAME
 from vecstore.errors import BadInputError
 
 IMAGE_SUFFIXES = (".fits.fz", ".fits", ".fits.gz")

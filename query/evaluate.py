@@ -168,7 +168,7 @@ def evaluate(
     store: Store, config: Config, out_dir: Path, *, max_points: int = 1500, method: str = "tsne"
 ) -> Evaluation:
     """Evaluate the current model and write ``out_dir/report.html`` and ``confusion_matrix.png``."""
-    from query.report_eval import confusion_matrix_png, embedding_3d, evaluation_html, hdbscan_summary
+    from query.reports.evaluation import confusion_matrix_png, embedding_3d, evaluation_html, hdbscan_summary
 
     model = Model.current(store)
     if model.rule == "calibrated":
@@ -230,7 +230,7 @@ def cross_validation_text(settings: dict) -> str:
 
 def _evaluate_calibrated(store, model: Model, config: Config, out_dir: Path, *, max_points: int, method: str):
     """A calibrated model holds every labelled exposure: its quality is its cross-validation."""
-    from query.report_eval import calibration_png, embedding_3d, evaluation_html, hdbscan_summary
+    from query.reports.evaluation import calibration_png, embedding_3d, evaluation_html, hdbscan_summary
 
     text = cross_validation_text(model.settings)
     out_dir.mkdir(parents=True, exist_ok=True)

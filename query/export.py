@@ -41,7 +41,7 @@ def bad_exposures(store: Store, run_id: int | None = None, min_prob: float = 0.0
 
 
 def badexp_text(table: pa.Table) -> str:
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     lines = [
         "#EXPID\tFlag\tcomments",
         "#Flags: 1=possibly saturated; 2=clouds; 3=other source",

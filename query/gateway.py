@@ -4,7 +4,8 @@ Every query path that meets a new FITS file (``vec classify FILE``, ``vec simila
 through here, so they all build the store's own embedder (from its :class:`~vecstore.provenance.Provenance`)
 and round the vectors to the store's on-disk dtype: a file classified on the fly gets exactly the verdict
 it gets once ingested. A CCD that cannot be used becomes a failure entry, as in ``vec ingest``; only a
-file with no usable CCD is an error.
+file with no usable CCD is an error. Pictures read the pixels of stored CCDs through here too
+(:func:`read_pixels`): this is the only ``query`` module that imports ``ingest`` (tests/test_layout.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vecstore.errors import BadInputError, NotTrainedError
+from vecstore.errors import BadInputError, NotTrainedError, VecError
 from vecstore.store import Store
 
 
@@ -39,7 +40,7 @@ class FileCCDs:
 def embedder_for_store(store: Store, weights: str | None = None):
     """The embedder that made this store's vectors, checked against its provenance."""
     from ingest.embedders import create_embedder
-    from ingest.engine import embedder_provenance
+    from ingest.engine.local import embedder_provenance
 
     provenance = store.provenance()
     if provenance is None:
@@ -83,6 +84,24 @@ def read_file(path: str | Path, hdu: int | str | None = None, *, limit: int | No
     return result
 
 
+def read_pixels(path: str, hdu: int | str) -> np.ndarray | None:
+    """One CCD's pixels for a picture; None when the file is gone or unreadable (the store keeps vectors,
+    not images, so a moved file costs a thumbnail, not the page)."""
+    from ingest.reader import CCDTask, read_ccd
+
+    try:
+        return read_ccd(CCDTask(path, int(hdu) if str(hdu).isdigit() else hdu))[1]
+    except (OSError, VecError):
+        return None
+
+
+def ccd_hdus(path: str) -> list:
+    """The CCD image HDUs of a FITS file, by name where they have one."""
+    from ingest.reader import list_ccd_hdus
+
+    return list_ccd_hdus(path)
+
+
 def embed_as_stored(store: Store, embedder, images: list, metas: list) -> np.ndarray:
     """Embed, then round through the store's on-disk dtype (what an ingest would have kept)."""
     vectors = embedder.embed_images(images, [dataclasses.asdict(m) for m in metas])
@@ -92,7 +111,7 @@ def embed_as_stored(store: Store, embedder, images: list, metas: list) -> np.nda
 
 def ingest_files(store: Store, paths: list[str], release: str, weights: str | None = None):
     """Add FITS files to the store with the store's own embedder and preset (``vec classify --add``)."""
-    from ingest.engine import IngestOptions, ingest
+    from ingest.engine.local import IngestOptions, ingest
 
     provenance = store.provenance()
     if provenance is None:

@@ -3,7 +3,7 @@
     python scripts/category_gallery.py docs/img
 
 Simulates one full-size exposure per category (a few CCDs each), picks a CCD the artifact touches, and
-writes <category>.png with vec's own thumbnail code (query.thumbnails), plus good.png.
+writes <category>.png with vec's own thumbnail code (query.reports.thumbnails), plus good.png.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 
 from ingest.reader import CCDTask, read_ccd
-from ingest.simulate import BAD_CATEGORIES, simulate_survey
-from query.thumbnails import thumbnail_png
+from ingest.simulate.survey import BAD_CATEGORIES, simulate_survey
+from query.reports.thumbnails import thumbnail_png
 
 CCDS = ["N4", "N5", "N10", "S4", "S5", "S10"]
 

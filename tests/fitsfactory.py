@@ -22,7 +22,7 @@ import fitsio
 import numpy as np
 import pytest
 
-from ingest.decam import CCDNUM_BY_NAME, ccdnum_for
+from vecstore.decam import CCDNUM_BY_NAME, ccdnum_for
 
 # FILTER keyword of CP headers, by band; other bands get "<band> DECam".
 DECAM_FILTER_KEYWORDS = {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.label_import import import_labels
+from ingest.labels.importer import import_labels
 from vecstore.config import Config
 from vecstore.provenance import Provenance
 from vecstore.store import Store

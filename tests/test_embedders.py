@@ -16,8 +16,8 @@ import timm
 import torch
 import torch.nn.functional as F
 
-import ingest.embedders as embedders
-import ingest.vit as vit
+import ingest.embedders.registry as registry
+import ingest.embedders.vit as vit
 from ingest.embedders import (
     Embedder,
     EmbedderConfig,
@@ -27,10 +27,8 @@ from ingest.embedders import (
     list_embedders,
     register_embedder,
     resolve_devices,
-    state_dict_sha256,
 )
-from ingest.preprocess import preprocess_batch
-from ingest.vit import (
+from ingest.embedders.vit import (
     META_VITB14_REG4_URL,
     build_dinov2_vit,
     checkpoint_layout,
@@ -38,7 +36,9 @@ from ingest.vit import (
     load_dinov2_checkpoint,
     load_dinov2_state_dict,
     seeded_random_state_dict,
+    state_dict_sha256,
 )
+from ingest.preprocess import preprocess_batch
 from vecstore.errors import BadInputError, ConfigError, EmbedderError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -429,7 +429,7 @@ def test_unknown_device_is_refused():
 
 
 def test_a_non_torch_embedder_fits_the_interface(monkeypatch):
-    monkeypatch.setattr(embedders, "_REGISTRY", dict(embedders._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
     class MeanLevel(Embedder):
         """Sky level per second and noise: what an image-statistics embedder looks like."""

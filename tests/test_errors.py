@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ingest.embedders import create_embedder
-from ingest.engine import IngestOptions, ingest
+from ingest.engine.local import IngestOptions, ingest
 from query.similar import _filter_ids, is_file_reference, resolve_ccd
 from tests.fitsfactory import write_cp_exposure
 from tests.store_writer import batch_rows, batch_vectors

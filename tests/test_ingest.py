@@ -13,8 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ingest.decam import ALL_CCDNAMES, CCD_SHAPE, ccdnum_for
-from ingest.engine import IngestOptions, ingest, sample_ccds
+from ingest.engine.local import IngestOptions, ingest, sample_ccds
 from ingest.sources import expand_sources
 from tests.fitsfactory import (
     build_mixed_directory,
@@ -25,6 +24,7 @@ from tests.fitsfactory import (
 from tests.test_reader import CUTOUT_DIR, REAL_OOI_CUTOUTS
 from vecstore.cli import app
 from vecstore.config import Config, StoreConfig
+from vecstore.decam import ALL_CCDNAMES, CCD_SHAPE, ccdnum_for
 from vecstore.errors import BadInputError, ProvenanceError
 from vecstore.store import Store
 
@@ -195,7 +195,7 @@ def test_cli_ingest_prints_a_summary_and_failures(tmp_path):
 
 
 def test_qa_features_are_queryable_by_name(tmp_path):
-    from ingest.qa import QA_FEATURE_NAMES, qa_features
+    from ingest.embedders.qa_features import QA_FEATURE_NAMES, qa_features
     from ingest.reader import CCDTask, read_ccd
 
     store = str(tmp_path / "s")

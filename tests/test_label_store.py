@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from ingest.label_import import import_labels, warning_details, warning_summary
+from ingest.labels.importer import import_labels, warning_details, warning_summary
 from query.labels import labels_summary, resolve_ccd_categories
 from tests.test_labels import README_LIKE, write_later_delve_tree
 from vecstore.cli import app

@@ -1,4 +1,4 @@
-"""Label importers (ingest/labels*.py) and the category rules (ingest/categories.py, configs/categories.toml).
+"""Label importers (ingest/labels/) and the category rules (ingest/labels/rules.py, configs/categories.toml).
 
 The real lists in tests/data/labels must give the counts the data README and the paper quote; small
 generated files stand in for other versions of the formats and for bad input.
@@ -15,14 +15,7 @@ import fitsio
 import numpy as np
 import pytest
 
-from ingest.categories import (
-    CATEGORIES,
-    IGNORE,
-    CategoryRules,
-    mapping_table,
-    unmapped_reasons,
-)
-from ingest.labels import (
+from ingest.labels.formats import (
     CCD_CUT_BITS,
     LabelFile,
     LabelFormatError,
@@ -35,6 +28,13 @@ from ingest.labels import (
     read_delve,
     read_des_fits,
     read_labels,
+)
+from ingest.labels.rules import (
+    CATEGORIES,
+    IGNORE,
+    CategoryRules,
+    mapping_table,
+    unmapped_reasons,
 )
 from vecstore.errors import BadInputError, ConfigError
 
@@ -638,7 +638,7 @@ def test_first_matching_rule_wins_and_none_is_unmapped(tmp_path):
     ],
 )
 def test_reason_from_list_file_name_with_any_tag(name, reason):
-    from ingest.labels import reason_for_file
+    from ingest.labels.formats import reason_for_file
 
     assert reason_for_file(Path(name)) == reason
 

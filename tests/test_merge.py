@@ -283,7 +283,7 @@ def exposure_files(tmp_path_factory) -> list[Path]:
 
 
 def test_stores_ingested_apart_merge_into_the_one_go_store(exposure_files, tmp_path):
-    from ingest.engine import IngestOptions, ingest
+    from ingest.engine.local import IngestOptions, ingest
 
     # One batch per file, so the one-go and the split runs feed the model identical batches.
     options = IngestOptions(release="test", embedder="test_vit", workers=0, batch_size=3)

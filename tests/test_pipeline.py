@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ingest.engine import IngestOptions, ingest
-from ingest.label_import import import_labels
-from ingest.simulate import simulate_survey
+from ingest.engine.local import IngestOptions, ingest
+from ingest.labels.importer import import_labels
+from ingest.simulate.survey import simulate_survey
 from query.classify import classify_exposures, classify_file
 from query.train import train
 from vecstore import index as vindex
@@ -124,7 +124,7 @@ def test_demo_prints_metrics_tables(tmp_path):
 
 
 def test_demo_references_hold_no_truly_bad_or_held_out_exposure(tmp_path):
-    from query.demo import DemoOptions, run_demo
+    from vecstore.cli.demo import DemoOptions, run_demo
 
     options = DemoOptions(exposures=36, ccd_shape=(256, 128), ccds_per_exposure=4, workers=0)
     demo = run_demo(tmp_path / "demo", options, Config(), echo=lambda _: None)

@@ -12,7 +12,7 @@ import pytest
 import sep
 
 from ingest.embedders import create_embedder
-from ingest.qa import QA_DIM, QA_FEATURE_NAMES, QA_FEATURES, qa_features, qa_features_batch
+from ingest.embedders.qa_features import QA_DIM, QA_FEATURE_NAMES, QA_FEATURES, qa_features, qa_features_batch
 from vecstore.errors import BadInputError
 
 SHAPE = (1024, 512)  # rows x columns: a quarter-size DECam CCD with the same 2:1 aspect

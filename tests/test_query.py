@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ingest.label_import import import_labels
+from ingest.labels.importer import import_labels
 from query import classify as classify_module
 from query.classify import classify_all, classify_exposures
 from query.export import bad_exposures, badexp_text

@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("ignore::DeprecationWa
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'vec[distributed]'")
 pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'vec[distributed]'")
 
-from ingest.engine import IngestOptions, ingest  # noqa: E402 - only once Ray is known to be there
-from ingest.ray_engine import import_ray, ingest_ray, plan_actors  # noqa: E402
+from ingest.engine.local import IngestOptions, ingest  # noqa: E402 - only once Ray is known to be there
+from ingest.engine.ray import import_ray, ingest_ray, plan_actors  # noqa: E402
 from tests.fitsfactory import write_cp_exposure, write_not_fits  # noqa: E402
 from vecstore.config import Config, StoreConfig  # noqa: E402
 from vecstore.errors import EmbedderError, VecError  # noqa: E402
@@ -36,8 +36,8 @@ N_GOOD_CCDS = N_EXPOSURES * len(CCDS) - 1  # one CCD is all NaN
 # The driver killed in test_killed_run_completes_on_rerun: joins the module's Ray instance and ingests.
 RAY_DRIVER = """
 import sys
-from ingest.engine import IngestOptions
-from ingest.ray_engine import ingest_ray
+from ingest.engine.local import IngestOptions
+from ingest.engine.ray import ingest_ray
 from vecstore.config import Config, StoreConfig
 from vecstore.store import Store
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.decam import ccdnum_for
 from ingest.reader import (
     CCDMeta,
     CCDTask,
@@ -29,6 +28,7 @@ from tests.fitsfactory import (
     write_truncated,
     write_zero_byte,
 )
+from vecstore.decam import ccdnum_for
 from vecstore.errors import BadInputError
 
 CUTOUT_DIR = Path(__file__).parent / "data" / "decam-cutouts"

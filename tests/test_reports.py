@@ -10,24 +10,24 @@ import pytest
 from matplotlib.colors import to_rgb
 from PIL import Image
 
-from ingest.categories import CATEGORIES
-from ingest.decam import ALL_CCDNAMES, CCD_SHAPE
-from query.report_eval import (
+from ingest.labels.rules import CATEGORIES
+from query.reports.evaluation import (
     confusion_matrix_png,
     embedding_3d,
     evaluation_html,
     hdbscan_summary,
     tsne_perplexity,
 )
-from query.report_focal import (
+from query.reports.focal_plane import (
     CATEGORY_COLOURS,
     GOOD_COLOUR,
     MISSING_COLOUR,
     focal_plane_html,
     focal_plane_png,
 )
-from query.report_gallery import similar_gallery_html
-from query.thumbnails import MID_GREY, asinh_stretch, png_data_uri, png_dimensions, thumbnail_png
+from query.reports.gallery import similar_gallery_html
+from query.reports.thumbnails import MID_GREY, asinh_stretch, png_data_uri, png_dimensions, thumbnail_png
+from vecstore.decam import ALL_CCDNAMES, CCD_SHAPE
 from vecstore.errors import BadInputError
 
 EVIL = "<script>alert(1)</script>"

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ingest.decam import ALL_CCDNAMES
-from query.report_eval import confusion_matrix_png, embedding_3d, evaluation_html, hdbscan_summary
-from query.report_focal import focal_plane_html
-from query.report_gallery import similar_gallery_html
-from query.thumbnails import thumbnail_png
+from query.reports.evaluation import confusion_matrix_png, embedding_3d, evaluation_html, hdbscan_summary
+from query.reports.focal_plane import focal_plane_html
+from query.reports.gallery import similar_gallery_html
+from query.reports.thumbnails import thumbnail_png
 from tests.browser import chromium_path, render
+from vecstore.decam import ALL_CCDNAMES
 
 pytestmark = [
     pytest.mark.browser,

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ingest.decam import ALL_CCDNAMES, CCDNUM_BY_NAME, N30_FAILURE_MJD, focal_plane_positions
-from ingest.simulate import BAD_CATEGORIES, SimulationResult, simulate_survey
-from ingest.simulate_categories import GhostScatter
-from ingest.simulate_focal_plane import ccd_frames, distance_from
+from ingest.simulate.artifacts import GhostScatter
+from ingest.simulate.focal_plane import ccd_frames, distance_from
+from ingest.simulate.survey import BAD_CATEGORIES, SimulationResult, simulate_survey
+from vecstore.decam import ALL_CCDNAMES, CCDNUM_BY_NAME, N30_FAILURE_MJD, focal_plane_positions
 from vecstore.errors import BadInputError
 
 SHAPE = (512, 256)

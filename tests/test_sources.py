@@ -12,7 +12,6 @@ import fitsio
 import numpy as np
 import pytest
 
-from ingest.decam import ALL_CCDNAMES, CCD_SHAPE
 from ingest.reader import CCDTask, read_ccd
 from ingest.sources import SourceFailure, expand_sources
 from tests.fitsfactory import (
@@ -23,6 +22,7 @@ from tests.fitsfactory import (
     write_survey_ccds_table,
 )
 from tests.test_reader import CUTOUT_DIR, REAL_OOI_CUTOUTS
+from vecstore.decam import ALL_CCDNAMES, CCD_SHAPE
 from vecstore.errors import BadInputError
 
 SURVEY_CCDS_TABLES = sorted(CUTOUT_DIR.glob("testcase*_survey-ccds-1.fits.gz"))

@@ -6,11 +6,10 @@ an unknown section or key is an error (a typo must not silently fall back to a d
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from vecstore.errors import ConfigError
 
@@ -159,4 +158,14 @@ def load_config(path: str | Path | None = None) -> Config:
     return overlay(config, data, source=str(path))
 
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "default.toml"
+def config_file(name: str) -> Path:
+    """One of the TOML files vec ships (``default.toml``, ``categories.toml``).
+
+    A wheel carries them as package data in ``vecstore/configs/`` (pyproject maps the repository's
+    top-level ``configs/`` there); a source checkout reads that top-level folder itself.
+    """
+    packaged = Path(__file__).resolve().parent / "configs" / name
+    return packaged if packaged.exists() else Path(__file__).resolve().parents[1] / "configs" / name
+
+
+DEFAULT_CONFIG_PATH = config_file("default.toml")

@@ -101,7 +101,7 @@ def write_model(
         "class_weights": list(reference.class_weights),
         "reference_index": reference_spec,
         "corpus_index": corpus_spec,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "provenance": store.meta(),
     }
     (tmp / SETTINGS).write_text(json.dumps(full, indent=1, default=str))

@@ -22,7 +22,7 @@ CATEGORIES: tuple[str, ...] = (
 )
 GOOD = "good"
 
-# ccd_id = expnum * 100 + CCDNUM (see ingest's DECam table): deterministic, so labels can name CCDs before
+# ccd_id = expnum * 100 + CCDNUM (see vecstore.decam): deterministic, so labels can name CCDs before
 # they are ingested and stores merge without renumbering; the exposure of a CCD is therefore its id // 100.
 CCDS_PER_EXPNUM_ID = 100
 
