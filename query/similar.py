@@ -1,7 +1,12 @@
 """``vec similar``: the look-alikes of a CCD (by id or from a new file) in the corpus index, with metadata.
 
-An optional SQL ``--where`` on the ``ccds`` table (e.g. ``filter = 'r'``) filters neighbours; the search
-widens geometrically until ``k`` neighbours pass the filter or the whole corpus has been looked at.
+The space searched is the current model's corpus index, or before any model the label-free corpus space
+(:mod:`vecstore.corpus_space`, fitted without labels), so look-alikes can be found right after an ingest;
+:class:`SimilarResult` says which. An artifact hunter wants other exposures: by default the query's own
+exposure is left out (``include_own_exposure`` keeps it), and ``per_exposure=1`` keeps at most one CCD
+per exposure (the nearest). An optional SQL ``--where`` on the ``ccds`` table (e.g. ``filter = 'r'``)
+filters neighbours; the search widens geometrically until ``k`` neighbours pass every filter or the whole
+corpus has been looked at.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import numpy as np
 
 from query.labels import resolve_ccd_categories
 from vecstore import index as vindex
-from vecstore.errors import NotFoundError, VecError
+from vecstore.errors import BadInputError, NotFoundError
 from vecstore.models import Model
 from vecstore.store import Store
+from vecstore.vocabulary import expnum_of
 
 _CCD_REF = re.compile(r"^(?P<expnum>\d+)[/:-](?P<ccdname>[A-Za-z]+\d+)$")
 
@@ -75,7 +81,7 @@ def _filter_ids(store: Store, ids: np.ndarray, where: str | None) -> set[int]:
     try:
         rows = store.query(f"SELECT ccd_id FROM ccds WHERE ccd_id IN ({listing}) AND ({where})")
     except Exception as exc:  # duckdb's parser/binder errors: a user typo in --where
-        raise VecError(
+        raise BadInputError(
             f"--where {where!r} is not valid SQL on the ccds table: {str(exc).splitlines()[0]}; "
             f"its columns: {', '.join(store.query('SELECT * FROM ccds LIMIT 0').column_names)}"
         ) from None
@@ -84,30 +90,63 @@ def _filter_ids(store: Store, ids: np.ndarray, where: str | None) -> set[int]:
 
 def search_similar(
     store: Store,
-    model: Model,
+    model,
     raw_vector: np.ndarray,
     k: int,
     *,
     where: str | None = None,
     exclude: set[int] | None = None,
-    ef_search: int = 128,
+    exclude_expnums: set[int] | None = None,
+    per_exposure: int = 0,
+    ef_search: int | None = None,
 ) -> list[dict]:
-    """The ``k`` nearest corpus CCDs to one raw embedding, with distance, label and metadata, best first."""
+    """The ``k`` nearest corpus CCDs to one raw embedding, with distance, label and metadata, best first.
+
+    ``model``: a :class:`~vecstore.models.Model` or a :class:`~vecstore.corpus_space.LabelFreeSpace` (its
+    ``postprocessor`` and ``corpus_index``). ``exclude``: ccd_ids left out; ``exclude_expnums``: exposures
+    left out; ``per_exposure``: at most this many CCDs of one exposure (the nearest; 0 = no limit).
+    ``ef_search``: HNSW search breadth (default: the store's ``index.hnsw_ef_search``); at least the number
+    of candidates fetched, so a large ``k`` or a filter still finds its neighbours."""
+    ef_search = ef_search or store.config.index.hnsw_ef_search
     index = model.corpus_index(ef_search=max(ef_search, k))
     query = model.postprocessor.transform(np.asarray(raw_vector, dtype=np.float32)[None, :])
     exclude = exclude or set()
-    want = k + len(exclude)
+    exclude_expnums = exclude_expnums or set()
+    want = k + len(exclude) + (_exposure_size(store, exclude_expnums) if exclude_expnums else 0)
+    narrowing = where is not None or per_exposure > 0
     while True:
-        fetch = min(max(want * (4 if where else 1), k), index.ntotal)
+        fetch = min(max(want * (4 if narrowing else 1), k), index.ntotal)
         vindex.set_search_params(index, ef_search=max(ef_search, fetch))
         distances, ids = vindex.search(index, query, fetch)
         valid = ids[0] >= 0
         ids, distances = ids[0][valid], distances[0][valid]
         allowed = _filter_ids(store, ids, where) - exclude
-        hits = [(int(i), float(d)) for i, d in zip(ids, distances, strict=True) if int(i) in allowed]
+        hits = _keep(ids, distances, allowed, exclude_expnums, per_exposure)
         if len(hits) >= k or fetch >= index.ntotal:
             return _describe(store, hits[:k])
         want *= 4
+
+
+def _keep(
+    ids: np.ndarray, distances: np.ndarray, allowed: set[int], exclude_expnums: set[int], per_exposure: int
+) -> list[tuple[int, float]]:
+    """Hits in distance order that pass the filters, at most ``per_exposure`` per exposure."""
+    hits, seen = [], {}
+    for i, d in zip(ids.tolist(), distances.tolist(), strict=True):
+        expnum = int(expnum_of(i))
+        if i not in allowed or expnum in exclude_expnums:
+            continue
+        if per_exposure > 0:
+            if seen.get(expnum, 0) >= per_exposure:
+                continue
+            seen[expnum] = seen.get(expnum, 0) + 1
+        hits.append((int(i), float(d)))
+    return hits
+
+
+def _exposure_size(store: Store, expnums: set[int]) -> int:
+    listing = ", ".join(str(int(e)) for e in expnums)
+    return int(store.scalar(f"SELECT count(*) FROM ccds WHERE expnum IN ({listing})"))
 
 
 def _describe(store: Store, hits: list[tuple[int, float]]) -> list[dict]:
@@ -129,13 +168,31 @@ def _describe(store: Store, hits: list[tuple[int, float]]) -> list[dict]:
 
 
 def similar_to_ccd(
-    store: Store, model: Model, reference: str, k: int, *, where: str | None = None
+    store: Store,
+    model,
+    reference: str,
+    k: int,
+    *,
+    where: str | None = None,
+    include_own_exposure: bool = False,
+    per_exposure: int = 0,
 ) -> tuple[dict, list[dict]]:
-    """Look-alikes of a CCD already in the store (the CCD itself is left out)."""
+    """Look-alikes of a CCD already in the store (the CCD itself, and by default its exposure, left out)."""
     ccd_id = resolve_ccd(store, reference)
     _, vectors = store.load_embeddings(np.array([ccd_id]))
     query = _describe(store, [(ccd_id, 0.0)])[0]
-    return query, search_similar(store, model, vectors[0], k, where=where, exclude={ccd_id})
+    own = set() if include_own_exposure else {int(query["expnum"])}
+    hits = search_similar(
+        store,
+        model,
+        vectors[0],
+        k,
+        where=where,
+        exclude={ccd_id},
+        exclude_expnums=own,
+        per_exposure=per_exposure,
+    )
+    return query, hits
 
 
 def similar_to_file(
@@ -146,8 +203,11 @@ def similar_to_file(
     *,
     where: str | None = None,
     weights: str | None = None,
+    include_own_exposure: bool = False,
+    per_exposure: int = 0,
 ) -> tuple[dict, list[dict], np.ndarray]:
-    """Look-alikes of one CCD of a FITS file (``FILE`` = its first CCD HDU, ``FILE:HDU`` = that HDU)."""
+    """Look-alikes of one CCD of a FITS file (``FILE`` = its first CCD HDU, ``FILE:HDU`` = that HDU); the
+    file's exposure, if the store holds it, is left out unless ``include_own_exposure``."""
     from query.gateway import embed_as_stored, embedder_for_store, read_file
 
     path, hdu = _split_file_ref(reference)
@@ -156,7 +216,18 @@ def similar_to_file(
     meta, pixels = found.metas[0], found.images[0]
     vector = embed_as_stored(store, embedder_for_store(store, weights), [pixels], [meta])[0]
     query = {"rank": 0, **dataclasses.asdict(meta), "distance": 0.0, "label": None}
-    return query, search_similar(store, model, vector, k, where=where, exclude={meta.ccd_id}), pixels
+    own = set() if include_own_exposure or meta.expnum is None else {int(meta.expnum)}
+    hits = search_similar(
+        store,
+        model,
+        vector,
+        k,
+        where=where,
+        exclude={meta.ccd_id},
+        exclude_expnums=own,
+        per_exposure=per_exposure,
+    )
+    return query, hits, pixels
 
 
 def _split_file_ref(reference: str) -> tuple[Path, int | str | None]:
@@ -178,3 +249,44 @@ def is_file_reference(reference: str) -> bool:
         return False
     path, _ = _split_file_ref(reference)
     return path.is_file()
+
+
+@dataclasses.dataclass(frozen=True)
+class SimilarResult:
+    """What ``vec similar`` found: the query CCD, its look-alikes best first, and the query's pixels when
+    it came from a file (a stored CCD's pixels are read again from its path for pictures)."""
+
+    query: dict
+    hits: list[dict]
+    pixels: np.ndarray | None = None
+    space: str = ""  # what was searched: "model v0003's space" or the label-free corpus space
+
+    def describe_space(self) -> str:
+        return f"searched {self.space}" if self.space else ""
+
+
+def find_similar(
+    store: Store,
+    model: Model | None,
+    reference: str,
+    k: int,
+    where: str | None = None,
+    weights: str | None = None,
+    *,
+    include_own_exposure: bool = False,
+    per_exposure: int = 0,
+) -> SimilarResult:
+    """Look-alikes of ``reference``: a CCD of the store (``EXPNUM/CCDNAME``, a ccd_id) or ``FILE[:HDU]``.
+
+    ``model`` None: the space :func:`vecstore.corpus_space.search_space` picks (the current model's, else
+    the label-free corpus space, built on first use)."""
+    if model is None:
+        from vecstore.corpus_space import search_space
+
+        model = search_space(store, store.config)
+    options = {"where": where, "include_own_exposure": include_own_exposure, "per_exposure": per_exposure}
+    space = getattr(model, "space_description", "")
+    if is_file_reference(reference):
+        found = similar_to_file(store, model, reference, k, weights=weights, **options)
+        return SimilarResult(*found, space=space)
+    return SimilarResult(*similar_to_ccd(store, model, reference, k, **options), space=space)

@@ -28,6 +28,9 @@ REFERENCE_INDEX = "reference.faiss"
 CORPUS_INDEX = "corpus.faiss"
 REFERENCE_LABELS = "reference_labels.npz"
 SETTINGS = "model.json"
+# The label-free corpus space `vec similar` searches before any model (vecstore/corpus_space.py): it lives
+# beside the versions, and is not one of them.
+UNLABELLED_SPACE = "unlabelled"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -43,7 +46,11 @@ def list_versions(store: Store) -> list[str]:
     root = store.models_dir()
     if not root.exists():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name != UNLABELLED_SPACE
+    )
 
 
 def current_version(store: Store) -> str | None:
@@ -145,6 +152,11 @@ class Model:
             f"store {store.path} has no model trained for the {rule} rule (the current one, "
             f"{current.version}, uses the {current.rule} rule); run `vec train --rule {rule}`"
         )
+
+    @property
+    def space_description(self) -> str:
+        """What ``vec similar`` says it searched when it searched this model's corpus index."""
+        return f"model {self.version}'s space"
 
     @property
     def rule(self) -> str:
