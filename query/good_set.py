@@ -10,6 +10,11 @@
 Without it, the default is the paper's: exposures with no label at all (mapped, unmapped or ignored).
 Either way a CCD must not be cut by legacypipe's ``ccd_cuts`` and must have E(B-V) below ``max_ebv`` where
 the catalog knows it, and an exposure that carries a bad label is never good.
+
+Analysts' verdicts (:mod:`query.analysts`) come first: an exposure whose analysts' consensus is ``good``
+(and none of whose CCDs has a bad or tied consensus) is known good, in the default pool and added to any
+``--good-from`` set, even when an imported list names it (the analysts' look wins, as in training); an
+exposure with any bad or tied analyst consensus is never good.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from query.analysts import ccd_consensus
 from query.labels import labelled_expnums
 from vecstore.errors import BadInputError
 from vecstore.store import Store
@@ -56,8 +62,12 @@ def _expnums_in_file(path: Path) -> set[int]:
 
 def good_candidates(store: Store, max_ebv: float, good_from: str = "") -> dict[int, list[int]]:
     """expnum -> ccd_ids of CCDs that may serve as 'good', by ``good_from`` or the default pool."""
-    labelled = set(labelled_expnums(store).tolist())
-    allowed = known_good_expnums(store, good_from) - _bad_expnums(store) if good_from else None
+    analysts = ccd_consensus(store)
+    labelled = (set(labelled_expnums(store).tolist()) | analysts.flagged) - analysts.known_good
+    allowed = None
+    if good_from:
+        named = known_good_expnums(store, good_from) - _bad_expnums(store) - analysts.flagged
+        allowed = named | analysts.known_good
     rows = store.query(
         "SELECT ccd_id, expnum FROM ccds WHERE coalesce(ccd_cuts, 0) = 0 AND (ebv IS NULL OR ebv < ?) "
         "ORDER BY ccd_id",

@@ -4,6 +4,10 @@ A CCD may carry several labels (an exposure in two lists, an exposure-level and 
 Resolution: a CCD-level label beats an exposure-level one (it is the more specific statement); among
 labels of the same level the category named by more records wins; a remaining tie goes to the category
 listed first in CATEGORIES (the paper's order). Documented here because it decides training labels.
+
+Analysts' labels (``vec labels add``) come through their consensus (:mod:`query.analysts`) and beat the
+imported lists on every CCD an analyst looked at (the CCD or its exposure): a bad consensus sets the CCD's
+category, a ``good`` one removes it from the bad labels, a tie leaves it out of training.
 """
 
 from __future__ import annotations
@@ -12,12 +16,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from query.analysts import analyst_rows, ccd_consensus, ties
 from vecstore.store import Store
-from vecstore.vocabulary import CATEGORIES
+from vecstore.vocabulary import CATEGORIES, GOOD
 
 
 def resolve_ccd_categories(store: Store) -> dict[int, str]:
-    """ccd_id -> the one category that CCD is labelled with (bad CCDs only)."""
+    """ccd_id -> the one category that CCD is labelled with (bad CCDs only): the imported lists, then the
+    analysts' consensus over them (see the module docstring)."""
+    resolved = _imported_ccd_categories(store)
+    analysts = ccd_consensus(store)
+    for ccd_id in analysts.tied:
+        resolved.pop(ccd_id, None)
+    for ccd_id, category in analysts.verdicts.items():
+        if category == GOOD:
+            resolved.pop(ccd_id, None)
+        else:
+            resolved[ccd_id] = category
+    return resolved
+
+
+def _imported_ccd_categories(store: Store) -> dict[int, str]:
     table = store.query(
         "SELECT ccd_id, category, min(CASE level WHEN 'ccd' THEN 0 ELSE 1 END) AS level_rank, count(*) AS n "
         "FROM ccd_labels GROUP BY ccd_id, category"
@@ -44,6 +63,9 @@ class LabelSummary:
     unmapped: list[dict]  # source, raw_reason, n
     n_labels: int
     n_ingested_ccds: int
+    n_analyst_labels: int = 0
+    analysts: tuple[str, ...] = ()
+    ties: tuple[str, ...] = ()  # targets whose analysts' consensus is a tie (left out of training)
 
 
 def labels_summary(store: Store) -> LabelSummary:
@@ -83,11 +105,15 @@ def labels_summary(store: Store) -> LabelSummary:
         "SELECT source, raw_reason, count(*) AS n FROM labels WHERE category IS NULL "
         "GROUP BY source, raw_reason ORDER BY n DESC, raw_reason"
     ).to_pylist()
+    verdicts = analyst_rows(store)
     return LabelSummary(
         rows=rows,
         unmapped=unmapped,
         n_labels=int(store.scalar("SELECT count(*) FROM labels")),
         n_ingested_ccds=int(store.scalar("SELECT count(*) FROM ccds")),
+        n_analyst_labels=len(verdicts),
+        analysts=tuple(sorted({r["analyst"] for r in verdicts})),
+        ties=tuple(c.describe() for c in ties(store)),
     )
 
 
@@ -117,4 +143,13 @@ def format_summary(summary: LabelSummary) -> str:
         lines += [f"  {r['n']:>6,}  {r['source']}: {r['raw_reason']}" for r in summary.unmapped]
     else:
         lines.append("no unmapped reasons")
+    if summary.n_analyst_labels:
+        lines.append("")
+        lines.append(
+            f"{summary.n_analyst_labels:,} analyst label(s) by {', '.join(summary.analysts)} "
+            "(the table counts the imported lists; training takes the analysts' consensus over them)"
+        )
+        if summary.ties:
+            lines.append("ties, left out of training (`vec labels show EXPNUM`; one more verdict decides):")
+            lines += [f"  {t}" for t in summary.ties]
     return "\n".join(lines)

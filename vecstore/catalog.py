@@ -81,6 +81,18 @@ CREATE TABLE IF NOT EXISTS exposure_predictions (
     n_bad INTEGER, n_ccds INTEGER, mean_prob DOUBLE,
     PRIMARY KEY (run_id, expnum)
 );
+-- Analysts' verdicts (`vec labels add`): one per analyst and target, a second one replaces the first.
+-- ccdnum 0 = the whole exposure (level 'exposure'); category is one of the 11 or 'good'.
+CREATE TABLE IF NOT EXISTS analyst_labels (
+    analyst VARCHAR NOT NULL, expnum BIGINT NOT NULL, level VARCHAR NOT NULL, ccdnum INTEGER NOT NULL,
+    ccdname VARCHAR, category VARCHAR NOT NULL, note VARCHAR, labelled_at TIMESTAMP,
+    PRIMARY KEY (analyst, expnum, ccdnum)
+);
+-- Exposures `vec nightly` classified: a later night skips them (its list never repeats a line).
+CREATE TABLE IF NOT EXISTS nightly_exposures (
+    expnum BIGINT PRIMARY KEY, run_id BIGINT, release VARCHAR, is_bad BOOLEAN, category VARCHAR,
+    n_unknown INTEGER, list_file VARCHAR, classified_at TIMESTAMP
+);
 -- Each ingested CCD with each usable label that applies to it: an exposure-level label applies to every
 -- CCD of the exposure, a CCD-level one to its CCD. Unmapped (NULL) and 'ignore' labels are left out.
 CREATE VIEW IF NOT EXISTS ccd_labels AS
