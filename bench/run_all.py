@@ -23,6 +23,7 @@ BENCHMARKS = (
     "qa_bench",
     "embedder_bench",
     "classify_bench",
+    "review_bench",
     "scale_bench",
 )
 
