@@ -44,8 +44,8 @@ class Setting:
 
 def settings(quick: bool) -> list[Setting]:
     if quick:
-        small = DemoOptions(exposures=44, ccd_shape=(256, 128), ccds_per_exposure=4, workers=0)
-        return [Setting("quick 44 x 4 x 256x128", small, 12, 101)]
+        small = DemoOptions(exposures=32, ccd_shape=(256, 128), ccds_per_exposure=4, workers=0)
+        return [Setting("quick 32 x 4 x 256x128", small, 6, 101)]
     return [
         Setting("default (seed 0, 1024x512, 8 CCDs)", DemoOptions(), 40, 100),
         Setting("seed 1, 512x256, 8 CCDs", DemoOptions(seed=1, ccd_shape=(512, 256)), 40, 201),

@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ingest.engine.local import IngestOptions, ingest
+from ingest.engine.driver import IngestOptions
+from ingest.engine.local import ingest
 from ingest.labels.importer import import_labels
 from ingest.labels.rules import CATEGORIES
 from ingest.simulate.survey import simulate_survey

@@ -40,7 +40,8 @@ from bench.common import (  # noqa: E402
 )
 from ingest.embedders import TorchEmbedder, create_embedder  # noqa: E402
 from ingest.embedders.vit import build_dinov2_vit  # noqa: E402
-from ingest.engine.local import IngestOptions, ingest  # noqa: E402
+from ingest.engine.driver import IngestOptions  # noqa: E402
+from ingest.engine.local import ingest  # noqa: E402
 from ingest.reader import CCDTask, list_ccd_hdus, read_ccd  # noqa: E402
 from ingest.simulate.survey import simulate_survey  # noqa: E402
 from vecstore.store import Store  # noqa: E402

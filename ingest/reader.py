@@ -335,7 +335,7 @@ def sexagesimal_to_degrees(text: str, *, hours: bool) -> float:
     """'HH:MM:SS.ss' (hours=True) or '+DD:MM:SS.s' to degrees; the sign applies to the whole angle."""
     match = _SEXAGESIMAL.match(text)
     if not match:
-        raise ValueError(f"{text!r} is not a sexagesimal angle")
+        raise BadInputError(f"{text!r} is not a sexagesimal angle")
     sign, whole, minutes, seconds = match.groups()
     value = int(whole) + int(minutes) / 60 + float(seconds) / 3600
     value *= 15.0 if hours else 1.0

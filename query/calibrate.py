@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from query.vote import flags_needed
+from vecstore.errors import ConfigError
 
 OBJECTIVES = ("accuracy", "f1", "recall_at_precision")
 
@@ -71,7 +72,7 @@ def _objective(tp, fp, fn, tn, objective: str, precision_target: float) -> tuple
     elif objective == "recall_at_precision":
         score = recall if precision >= precision_target else precision - precision_target
     else:
-        raise ValueError(f"objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
+        raise ConfigError(f"objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
     return score, precision, recall, accuracy
 
 

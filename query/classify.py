@@ -27,12 +27,10 @@ from query.vote import (
     fraction_vote,
 )
 from vecstore.config import ClassifyConfig
-from vecstore.errors import NotFoundError
+from vecstore.errors import BadInputError, NotFoundError
 from vecstore.models import Model
 from vecstore.store import Store
 from vecstore.vocabulary import CATEGORIES, expnum_of
-
-CHUNK_EXPOSURES = 100  # exposures per transaction of a `classify --all` run: the unit lost on a crash
 
 
 @dataclass(frozen=True)
@@ -128,6 +126,12 @@ class ClassifyRunSummary:
     n_bad: int = 0
     by_category: dict[str, int] = field(default_factory=dict)
     resumed: bool = False
+
+    def describe(self) -> str:
+        return (
+            f"run {self.run_id}{' (resumed)' if self.resumed else ''}: {self.n_exposures:,} exposures "
+            f"classified, {self.n_bad:,} bad {self.by_category}"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ core
@@ -317,6 +321,8 @@ def classify_targets(
     """What ``vec classify EXPID|FILE...`` does: exposure numbers from the store, files embedded on the fly
     — or, with ``add_release``, ingested under that release first and then classified from the store (each
     file is read and embedded once)."""
+    if not targets:
+        raise BadInputError("give exposure numbers or FITS files, or --all")
     numbers = [int(t) for t in targets if t.isdigit()]
     files = [t for t in targets if not t.isdigit()]
     results = classify_exposures(store, model, numbers, cfg, all_ccds=all_ccds) if numbers else []
@@ -383,8 +389,8 @@ def classify_all(
     todo = [e for e in unlabelled_expnums(store, release) if e not in done]
     status = "interrupted"
     try:
-        for start in range(0, len(todo), CHUNK_EXPOSURES):
-            chunk = todo[start : start + CHUNK_EXPOSURES]
+        for start in range(0, len(todo), cfg.chunk_exposures):  # a transaction each: what a crash loses
+            chunk = todo[start : start + cfg.chunk_exposures]
             results = classify_exposures(store, model, chunk, cfg)
             _write_predictions(store, run_id, model.version, results)
             for r in results:

@@ -20,7 +20,7 @@ from query.classify import classify_exposures, classify_vectors
 from query.labels import resolve_ccd_categories
 from query.vote import ccd_verdicts
 from vecstore.config import Config
-from vecstore.errors import VecError
+from vecstore.errors import TrainingError
 from vecstore.models import Model
 from vecstore.store import Store
 from vecstore.vocabulary import CATEGORIES, GOOD
@@ -48,7 +48,7 @@ def _test_split(store: Store, version: str) -> tuple[np.ndarray, list[str]]:
         "SELECT ccd_id, category FROM splits WHERE version = ? AND split = 'test' ORDER BY ccd_id", [version]
     ).to_pydict()
     if not table["ccd_id"]:
-        raise VecError(f"model {version} has an empty test split: label more exposures and train again")
+        raise TrainingError(f"model {version} has an empty test split: label more exposures and train again")
     return np.array(table["ccd_id"], dtype=np.int64), table["category"]
 
 
@@ -165,12 +165,14 @@ def _embedding_points(store: Store, model: Model, max_points: int, seed: int):
 
 
 def evaluate(
-    store: Store, config: Config, out_dir: Path, *, max_points: int = 1500, method: str = "tsne"
+    store: Store, config: Config, out_dir: Path | None = None, *, max_points: int = 1500, method: str = "tsne"
 ) -> Evaluation:
-    """Evaluate the current model and write ``out_dir/report.html`` and ``confusion_matrix.png``."""
+    """Evaluate the current model and write ``out_dir/report.html`` and ``confusion_matrix.png``
+    (default ``out_dir``: ``<store>/reports/<model version>``)."""
     from query.reports.evaluation import confusion_matrix_png, embedding_3d, evaluation_html, hdbscan_summary
 
     model = Model.current(store)
+    out_dir = Path(out_dir) if out_dir is not None else store.path / "reports" / model.version
     if model.rule == "calibrated":
         return _evaluate_calibrated(store, model, config, out_dir, max_points=max_points, method=method)
     report, report_cut, truth, with_cut, labels, sweep = ccd_level(store, model, config)

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from vecstore.errors import NotFoundError, VecError
+from vecstore.errors import BadInputError, NotFoundError
 from vecstore.store import Store
 
 FORMATS = ("badexp", "csv", "fits")
@@ -58,10 +58,10 @@ def badexp_text(table: pa.Table) -> str:
 def export(table: pa.Table, fmt: str, out: Path | None) -> str | None:
     """Text for stdout, or None after writing ``out`` (FITS needs ``out``)."""
     if fmt not in FORMATS:
-        raise VecError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise BadInputError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "fits":
         if out is None:
-            raise VecError("--format fits writes a binary table: give --output FILE.fits")
+            raise BadInputError("--format fits writes a binary table: give --output FILE.fits")
         _write_fits(table, out)
         return None
     if fmt == "badexp":

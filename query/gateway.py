@@ -40,7 +40,7 @@ class FileCCDs:
 def embedder_for_store(store: Store, weights: str | None = None):
     """The embedder that made this store's vectors, checked against its provenance."""
     from ingest.embedders import create_embedder
-    from ingest.engine.local import embedder_provenance
+    from ingest.engine.driver import embedder_provenance
 
     provenance = store.provenance()
     if provenance is None:
@@ -111,19 +111,21 @@ def embed_as_stored(store: Store, embedder, images: list, metas: list) -> np.nda
 
 def ingest_files(store: Store, paths: list[str], release: str, weights: str | None = None):
     """Add FITS files to the store with the store's own embedder and preset (``vec classify --add``)."""
-    from ingest.engine.local import IngestOptions, ingest
+    from ingest.engine.driver import IngestOptions
+    from ingest.engine.local import ingest
 
     provenance = store.provenance()
     if provenance is None:
         raise NotTrainedError(
             f"store {store.path} has no vectors yet: ingest a survey with `vec ingest` first"
         )
-    options = IngestOptions(
+    options = IngestOptions.from_config(  # the store's [ingest] section, the store's own embedder
+        store.config.ingest,
         release=release,
         embedder=provenance.embedder,
-        preset=provenance.preset_name,
+        preset=provenance.preset_name or "",  # "" = the embedder's default (none for qa)
         weights=weights,
-        workers=0,
+        workers=0,  # one file: reading it in this process is quicker than starting workers
     )
     return ingest(store, paths, options)
 

@@ -36,8 +36,7 @@ from query.good_set import classified_later, draw_good, good_candidates
 from query.labels import resolve_ccd_categories
 from query.vote import RULES
 from vecstore.config import Config
-from vecstore.errors import TrainingError, VecError
-from vecstore.index import validate_spec
+from vecstore.errors import TrainingError
 from vecstore.models import ReferenceSet, write_model
 from vecstore.postprocess import fit_postprocessor, resolve_methods
 from vecstore.store import Store
@@ -113,7 +112,7 @@ def build_training_set(store: Store, config: Config, good_from: str = "") -> Tra
     rng = np.random.default_rng(cfg.seed)
     bad = resolve_ccd_categories(store)
     if not bad:
-        raise VecError(
+        raise TrainingError(
             f"store {store.path} has no labelled ingested CCDs: import labels (`vec labels import`) for "
             "exposures you ingested"
         )
@@ -164,7 +163,7 @@ def check_no_leak(training: TrainingSet) -> None:
     test = {training.expnum_of[int(i)] for i in training.test_ids}
     shared = sorted(train & test)
     if shared:
-        raise VecError(f"exposures {shared[:5]} are in both the training and the test split")
+        raise TrainingError(f"exposures {shared[:5]} are in both the training and the test split")
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -182,16 +181,17 @@ def train(
     rule: str | None = None,
     good_from: str | None = None,
     tune: bool = False,
-    n_iter: int = 40,
+    n_iter: int | None = None,
 ) -> TrainResult:
-    """A new model version for ``rule`` (default ``classify.rule``); see the module docstring."""
+    """A new model version for ``rule`` (default ``classify.rule``); see the module docstring.
+
+    ``n_iter``: candidates drawn by ``tune`` (default ``train.tune_iterations``)."""
     rule = rule or config.classify.rule
     if rule not in RULES:
         raise TrainingError(f"rule {rule!r}: expected one of {', '.join(RULES)}")
     good_from = config.train.good_from if good_from is None else good_from
-    for spec in (config.index.reference, config.index.corpus):
-        validate_spec(spec)  # refuse a bad index before minutes of fitting
     if rule == "paper":
+        n_iter = n_iter or config.train.tune_iterations
         return _train_paper(store, config, good_from, tune=tune, n_iter=n_iter)
     if tune:
         raise TrainingError("--tune searches the paper's space: use it with --rule paper")
@@ -313,8 +313,10 @@ def _embedder(store: Store) -> str:
     return provenance.embedder if provenance else ""
 
 
-def _blocks(store: Store):
-    return json.loads(store.meta().get("blocks", "null"))
+def _blocks(store: Store) -> list[list] | None:
+    """The vector's blocks (hybrid embedders), which the post-processor balances; None for one block."""
+    provenance = store.provenance()
+    return [list(block) for block in provenance.blocks] if provenance and provenance.blocks else None
 
 
 def _save(store, config, training: TrainingSet, processor, extra: dict, weights: dict) -> TrainResult:

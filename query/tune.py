@@ -22,7 +22,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from vecstore.errors import VecError
+from vecstore.errors import TrainingError
 from vecstore.store import Store
 
 
@@ -42,14 +42,14 @@ def search_space(n_features: int, n_samples: int) -> dict:
     }
 
 
-def tune_hyperparameters(store: Store, training, *, seed: int = 0, n_iter: int = 40) -> dict:
+def tune_hyperparameters(store: Store, training, *, seed: int, n_iter: int) -> dict:
     ids = np.asarray(training.train_ids)
     order = np.argsort(ids)
     _, vectors = store.load_embeddings(ids)
     labels = np.asarray(training.train_labels)[order]
     groups = np.array([training.expnum_of[int(i)] for i in ids[order]])
     if len(np.unique(groups)) < 3:
-        raise VecError("--tune needs training CCDs from at least 3 exposures (3 grouped folds)")
+        raise TrainingError("--tune needs training CCDs from at least 3 exposures (3 grouped folds)")
     pipeline = Pipeline(
         [
             ("scaler", MinMaxScaler()),

@@ -7,7 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ingest.embedders import create_embedder
-from ingest.engine.local import IngestOptions, ingest
+from ingest.engine.driver import IngestOptions
+from ingest.engine.local import ingest
 from query.similar import _filter_ids, is_file_reference, resolve_ccd
 from tests.fitsfactory import write_cp_exposure
 from tests.store_writer import batch_rows, batch_vectors
@@ -117,8 +118,9 @@ BAD_NUMBERS = [
     ("simulate", "out", "--bad-fraction", "1.5", "--ccd-shape", "bad"),
     ("simulate", "out", "--seed", "-1", "--ccd-shape", "bad"),
     ("demo", "-n", "0", "--ccd-shape", "bad"),
-    ("demo", "--ccds", "0", "--ccd-shape", "bad"),
-    ("demo", "--ccds", "62", "--ccd-shape", "bad"),
+    ("demo", "--ccds-per-exposure", "0", "--ccd-shape", "bad"),
+    ("demo", "--ccds-per-exposure", "62", "--ccd-shape", "bad"),
+    ("demo", "--ccds", "62", "--ccd-shape", "bad"),  # the old name, kept hidden
     ("demo", "--workers", "-1", "--ccd-shape", "bad"),
     ("demo", "--seed", "-1", "--ccd-shape", "bad"),
 ]
@@ -126,6 +128,35 @@ BAD_NUMBERS = [
 
 @pytest.mark.parametrize("args", BAD_NUMBERS, ids=" ".join)
 def test_out_of_range_numbers_are_usage_errors(tmp_path, args):
+    result = runner.invoke(app, ["--store", str(tmp_path / "s"), *args])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "Invalid value" in result.output and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("shape", ["bad", "4094x", "0x2046", "4094x2046x3", "-1x5"])
+@pytest.mark.parametrize("command", [("simulate", "out"), ("demo",)], ids=" ".join)
+def test_a_bad_ccd_shape_is_a_usage_error(tmp_path, command, shape):
+    result = runner.invoke(app, ["--store", str(tmp_path / "s"), *command, "--ccd-shape", shape])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "Invalid value for '--ccd-shape'" in result.output and "ROWSxCOLS" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    assert not (tmp_path / "s").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ingest", "in", "--release", "t", "--engine", "spark"),
+        ("ingest", "in", "--release", "t", "--on-bad-ccd", "ignore"),
+        ("train", "--rule", "majority"),
+        ("classify", "1", "--rule", "majority"),
+        ("sql", "SELECT 1", "--format", "xml"),
+        ("export", "--format", "xml"),
+        ("evaluate", "--method", "umap"),
+    ],
+    ids=" ".join,
+)
+def test_a_word_not_among_the_choices_is_a_usage_error(tmp_path, args):
     result = runner.invoke(app, ["--store", str(tmp_path / "s"), *args])
     assert result.exit_code == EXIT_USAGE, result.output
     assert "Invalid value" in result.output and not (tmp_path / "s").exists()

@@ -13,7 +13,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ingest.engine.local import IngestOptions, ingest, sample_ccds
+from ingest.engine.driver import IngestOptions, sample_ccds
+from ingest.engine.local import ingest
 from ingest.sources import expand_sources
 from tests.fitsfactory import (
     build_mixed_directory,
@@ -24,7 +25,7 @@ from tests.fitsfactory import (
 from tests.test_reader import CUTOUT_DIR, REAL_OOI_CUTOUTS
 from vecstore.cli import app
 from vecstore.config import Config, StoreConfig
-from vecstore.decam import ALL_CCDNAMES, CCD_SHAPE, ccdnum_for
+from vecstore.decam import ALL_CCDNAMES, ccdnum_for
 from vecstore.errors import BadInputError, ProvenanceError
 from vecstore.store import Store
 
@@ -75,9 +76,9 @@ def test_real_cutouts_from_survey_ccds_tables(store, tmp_path):
 
 
 @pytest.mark.slow
-def test_full_size_fpacked_exposure_of_62_ccds(store, tmp_path):
-    write_cp_exposure(tmp_path / "c4d_full_ooi_r_v1.fits.fz", 700001, ALL_CCDNAMES, CCD_SHAPE, noise=0.0)
-    summary = ingest(store, [tmp_path], IngestOptions(**{**TEST.__dict__, "workers": 2, "batch_size": 8}))
+def test_full_size_fpacked_exposure_of_62_ccds(store, full_size_exposure):
+    options = IngestOptions(**{**TEST.__dict__, "workers": 2, "batch_size": 8})
+    summary = ingest(store, [full_size_exposure.parent], options)
     assert (summary.ingested, summary.failed) == (62, 0)
     assert set(store.committed_ids().tolist()) == {700001 * 100 + n for n in range(1, 63)}
 
@@ -192,6 +193,41 @@ def test_cli_ingest_prints_a_summary_and_failures(tmp_path):
     assert result.exit_code == 3, result.output  # finished, some CCDs failed
     assert "ingested 2 CCDs, skipped 0 already in the store, failed 1" in result.output
     assert "broken.fits.fz" in result.output and "empty file" in result.output
+
+
+def test_cli_ingest_takes_every_option_not_given_from_the_config(tmp_path):
+    """Every [ingest] knob reaches the run (no hand copy can forget one); an option given wins."""
+    write_cp_exposure(tmp_path / "a.fits.fz", 660003, ["N1", "N2", "N3"])
+    knobs = {
+        "embedder": "qa",
+        "devices": "cpu",
+        "batch_size": 2,
+        "workers": 0,
+        "ccds_per_exposure": 2,
+        "seed": 4,
+        "on_bad_ccd": "error",
+        "index_save_every_s": 12.5,
+    }
+    config = tmp_path / "vec.toml"
+    config.write_text("[ingest]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in knobs.items()))
+    store = str(tmp_path / "s")
+    args = [
+        "--store",
+        store,
+        "--config",
+        str(config),
+        "ingest",
+        str(tmp_path / "a.fits.fz"),
+        "--release",
+        "r",
+    ]
+    result = CliRunner().invoke(app, [*args, "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    with Store.open(store) as opened:
+        run = json.loads(opened.scalar("SELECT args FROM runs"))
+        assert opened.counts()["ccds"] == 2  # ccds_per_exposure from the config
+    assert {k: run[k] for k in knobs} == {**knobs, "seed": 5}
+    assert run["release"] == "r"
 
 
 def test_qa_features_are_queryable_by_name(tmp_path):

@@ -12,6 +12,7 @@ from vecstore.config import Config, StoreConfig
 from vecstore.errors import ProvenanceError, VecError
 from vecstore.merge import merge_stores
 from vecstore.provenance import Provenance
+from vecstore.sql import run_sql
 from vecstore.store import CCD_COLUMNS, Store
 
 DIM = 16
@@ -177,6 +178,36 @@ def test_mismatched_provenance_is_refused_naming_both_stores(tmp_path):
     assert not (tmp_path / "merged").exists()  # refused before anything was created
 
 
+# The vector layout as the engines record it in store_meta (a qa-like store: named components; a hybrid
+# store: blocks the post-processor balances).
+LAYOUT = {
+    "feature_names": json.dumps([f"f{i}" for i in range(DIM)]),
+    "blocks": json.dumps([["vit", DIM - 4], ["qa", 4]]),
+}
+
+
+def test_merge_keeps_the_vector_layout(tmp_path):
+    first, second = build_store(tmp_path / "first", [1000]), build_store(tmp_path / "second", [1001])
+    for path in (first, second):
+        with Store.open(path, writable=True) as store:
+            store.set_meta(LAYOUT)
+    merge_stores(tmp_path / "merged", [first, second], config=FLOAT32)
+    with Store.open(tmp_path / "merged") as merged:
+        assert {key: merged.meta().get(key) for key in LAYOUT} == LAYOUT
+        assert merged.provenance().blocks == (("vit", DIM - 4), ("qa", 4))
+    features = run_sql(tmp_path / "merged", "SELECT ccd_id, f0 FROM features ORDER BY ccd_id")
+    assert features.num_rows == 8  # the features view of a qa store exists in the merged store
+
+
+def test_merging_into_a_store_without_the_layout_adds_it(tmp_path):
+    dest, source = build_store(tmp_path / "dest", [1000]), build_store(tmp_path / "source", [1001])
+    with Store.open(source, writable=True) as store:
+        store.set_meta(LAYOUT)
+    merge_stores(dest, [source], config=FLOAT32)
+    with Store.open(dest) as merged:
+        assert {key: merged.meta().get(key) for key in LAYOUT} == LAYOUT
+
+
 def test_conflicting_vector_is_refused_naming_the_ccd(tmp_path):
     first = build_store(tmp_path / "first", [1000, 1001])
     with Store.create(tmp_path / "second", config=FLOAT32) as second:
@@ -283,7 +314,8 @@ def exposure_files(tmp_path_factory) -> list[Path]:
 
 
 def test_stores_ingested_apart_merge_into_the_one_go_store(exposure_files, tmp_path):
-    from ingest.engine.local import IngestOptions, ingest
+    from ingest.engine.driver import IngestOptions
+    from ingest.engine.local import ingest
 
     # One batch per file, so the one-go and the split runs feed the model identical batches.
     options = IngestOptions(release="test", embedder="test_vit", workers=0, batch_size=3)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ingest.engine.local import IngestOptions, ingest
+from ingest.engine.driver import IngestOptions
+from ingest.engine.local import ingest
 from ingest.labels.importer import import_labels
 from ingest.simulate.survey import simulate_survey
 from query.classify import classify_exposures, classify_file
@@ -27,6 +29,8 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def survey(tmp_path_factory):
+    """A trained store of 35 exposures (read-only for the tests: one that adds to a store copies it first,
+    see :func:`own_copy`) and the 36th exposure's file, never ingested into it."""
     root = tmp_path_factory.mktemp("pipeline")
     sim = simulate_survey(root / "sim", 36, ccd_shape=(256, 128), ccdnames=CCDS, seed=3, bad_fraction=0.5)
     held_out = sim.exposures[-1]
@@ -42,8 +46,16 @@ def survey(tmp_path_factory):
     return store_path, moved, held_out
 
 
-def test_a_new_file_gets_the_verdict_it_gets_once_ingested(survey):
-    store_path, moved, held_out = survey
+def own_copy(store_path, tmp_path):
+    """A test's own copy of the shared store, for tests that add to it (no test sees another's changes)."""
+    copy = tmp_path / "store"
+    shutil.copytree(store_path, copy)
+    return copy
+
+
+def test_a_new_file_gets_the_verdict_it_gets_once_ingested(survey, tmp_path):
+    shared, moved, held_out = survey
+    store_path = own_copy(shared, tmp_path)
     with Store.open(store_path) as store:
         on_the_fly = classify_file(store, Model.current(store), moved, Config().classify)
         assert store.scalar("SELECT count(*) FROM ccds WHERE expnum = ?", [held_out.expnum]) == 0  # not added
@@ -66,7 +78,9 @@ def test_a_new_file_gets_the_verdict_it_gets_once_ingested(survey):
 
 
 def test_cli_evaluate_and_pictures(survey, tmp_path):
-    store_path, moved, held_out = survey
+    store_path, _, _ = survey
+    with Store.open(store_path) as store:
+        expnum = int(store.scalar("SELECT min(expnum) FROM ccds"))
     result = runner.invoke(
         app, ["--store", str(store_path), "evaluate", "--out", str(tmp_path / "r"), "--method", "pca"]
     )
@@ -77,15 +91,13 @@ def test_cli_evaluate_and_pictures(survey, tmp_path):
     assert (tmp_path / "r" / "calibration.png").stat().st_size > 1000
     assert "Choosing (t, f)" in (tmp_path / "r" / "report.html").read_text()
     page = tmp_path / "fp.html"
-    shown = runner.invoke(
-        app, ["--store", str(store_path), "classify", str(held_out.expnum), "--plot", str(page)]
-    )
+    shown = runner.invoke(app, ["--store", str(store_path), "classify", str(expnum), "--plot", str(page)])
     assert shown.exit_code == 0, shown.output
     assert page.read_text().count("<img") == len(CCDS)
     gallery = tmp_path / "g.html"
     similar = runner.invoke(
         app,
-        ["--store", str(store_path), "similar", f"{held_out.expnum}/N4", "-k", "6", "--html", str(gallery)],
+        ["--store", str(store_path), "similar", f"{expnum}/N4", "-k", "6", "--html", str(gallery)],
     )
     assert similar.exit_code == 0, similar.output
     assert gallery.read_text().count("<img") == 7
@@ -102,7 +114,7 @@ def test_demo_prints_metrics_tables(tmp_path):
             "40",
             "--ccd-shape",
             "256x128",
-            "--ccds",
+            "--ccds-per-exposure",
             "6",
             "--workers",
             "0",
@@ -141,7 +153,7 @@ def test_demo_references_hold_no_truly_bad_or_held_out_exposure(tmp_path):
 
 
 def test_classify_file_with_add_ingests_it(survey, tmp_path):
-    store_path, _, _ = survey
+    store_path = own_copy(survey[0], tmp_path)
     late = simulate_survey(
         tmp_path / "late", 1, ccd_shape=(256, 128), ccdnames=CCDS, seed=9, first_expnum=990001
     )

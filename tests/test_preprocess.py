@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 import pytest
@@ -217,13 +216,7 @@ def test_preprocess_batch_stacks_and_handles_empty():
     assert preprocess_batch([], "cpu224").shape == (0, 3, 448, 224)
 
 
-def test_cpu224_is_fast_on_a_full_ccd():
-    image = sky_ccd()
-    preprocess(image, "cpu224")
-    timings = []
-    for _ in range(3):
-        start = time.perf_counter()
-        preprocess(image, "cpu224")
-        timings.append(time.perf_counter() - start)
-    # Typically 15-30 ms on 2 cores; the bound leaves room for a loaded CI machine.
-    assert min(timings) < 0.25
+def test_cpu224_on_a_full_ccd_gives_its_shape_and_finite_values():
+    # how fast: bench/qa_bench.py ("preprocess cpu224"); timings are not asserted in tests
+    tensor = preprocess(sky_ccd(), "cpu224")
+    assert tuple(tensor.shape) == (3, 448, 224) and torch.isfinite(tensor).all()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 
 import fitsio
 import numpy as np
@@ -582,14 +581,10 @@ def test_degenerate_images_give_finite_vectors(fill):
 
 
 @pytest.mark.slow
-def test_full_size_ccd_is_measured_well_and_fast():
-    shape = (4094, 2046)
-    image = starfield(shape=shape, count=300, fwhm=4.5, seed=20)
-    qa_features(image)  # warm-up: first SEP call and imports
-    start = time.perf_counter()
+def test_full_size_ccd_is_measured_well():
+    # how fast: bench/qa_bench.py (~0.45 s per full CCD on one core); timings are not asserted in tests
+    image = starfield(shape=(4094, 2046), count=300, fwhm=4.5, seed=20)
     values = features(image, exptime=90.0)
-    elapsed = time.perf_counter() - start
     assert values["psf_fwhm"] == pytest.approx(4.5, rel=0.1)
     assert 285 <= values["source_count"] <= 315
     assert values["sky_median"] == pytest.approx(SKY, rel=0.01)
-    assert elapsed < 2.0  # ~0.45 s measured on one core; generous for loaded CI machines

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
+import faiss
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from ingest.labels.importer import import_labels
-from query import classify as classify_module
 from query.classify import classify_all, classify_exposures
 from query.export import bad_exposures, badexp_text
 from query.similar import similar_to_ccd
@@ -17,9 +17,10 @@ from query.train import train
 from tests.querydata import CATEGORIES, CCDS, make_store
 from vecstore import index as vindex
 from vecstore.cli import app
-from vecstore.config import ClassifyConfig, Config
+from vecstore.config import ClassifyConfig, Config, IndexConfig
 from vecstore.errors import NotFoundError, VecError
 from vecstore.models import Model
+from vecstore.store import Store
 
 runner = CliRunner()
 
@@ -34,8 +35,6 @@ def trained(tmp_path_factory):
 
 
 def _open(path, writable=False):
-    from vecstore.store import Store
-
     return Store.open(path, writable=writable)
 
 
@@ -70,13 +69,12 @@ def test_unknown_exposure_is_a_clear_error(trained):
         classify_exposures(store, Model.current(store), [1], ClassifyConfig())
 
 
-def test_classify_all_is_resumable(tmp_path, monkeypatch):
+def test_classify_all_is_resumable(tmp_path):
     store, truth = make_store(tmp_path / "s", spread=0.5)
     with store:
         train(store, Config())
         # unlabelled exposures: relabel nothing, add 6 good exposures' worth of CCDs without labels
         model = Model.current(store)
-        monkeypatch.setattr(classify_module, "CHUNK_EXPOSURES", 5)
         calls = {"n": 0}
 
         def crash_after_first_chunk(done, total, summary):
@@ -85,7 +83,7 @@ def test_classify_all_is_resumable(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
 
         with pytest.raises(KeyboardInterrupt):
-            classify_all(store, model, ClassifyConfig(), progress=crash_after_first_chunk)
+            classify_all(store, model, ClassifyConfig(chunk_exposures=5), progress=crash_after_first_chunk)
         first = store.query("SELECT run_id, status FROM runs WHERE command = 'classify'").to_pylist()
         assert first == [{"run_id": first[0]["run_id"], "status": "interrupted"}]
         summary = classify_all(store, model, ClassifyConfig())
@@ -142,6 +140,17 @@ def test_similar_returns_nearest_other_ccds_in_order(trained):
             similar_to_ccd(store, model, f"{target}/S3", 5, where="filtre = 'g'")
         with pytest.raises(NotFoundError):
             similar_to_ccd(store, model, "1/N4", 5)
+
+
+def test_the_corpus_index_searches_as_broadly_as_the_config_says(trained):
+    path, truth = trained
+    config = Config(index=IndexConfig(hnsw_ef_search=37))
+    with Store.open(path, config=config) as store:
+        index = Model.current(store).corpus_index()
+        assert faiss.downcast_index(index.index).hnsw.efSearch == 37
+        target = next(e for e, c in truth.items() if c == "PSF")
+        _, hits = similar_to_ccd(store, Model.current(store), f"{target}/S3", 50)  # k above efSearch
+        assert len(hits) == 50  # a k above efSearch still gets k neighbours (the search widens to k)
 
 
 def test_ccds_committed_after_training_are_searchable(tmp_path):

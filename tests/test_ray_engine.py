@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("ignore::DeprecationWa
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'vec[distributed]'")
 pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'vec[distributed]'")
 
-from ingest.engine.local import IngestOptions, ingest  # noqa: E402 - only once Ray is known to be there
+from ingest.engine.driver import IngestOptions  # noqa: E402 - only once Ray is known to be there
+from ingest.engine.local import ingest  # noqa: E402 - only once Ray is known to be there
 from ingest.engine.ray import import_ray, ingest_ray, plan_actors  # noqa: E402
 from tests.fitsfactory import write_cp_exposure, write_not_fits  # noqa: E402
 from vecstore.config import Config, StoreConfig  # noqa: E402
@@ -36,7 +37,7 @@ N_GOOD_CCDS = N_EXPOSURES * len(CCDS) - 1  # one CCD is all NaN
 # The driver killed in test_killed_run_completes_on_rerun: joins the module's Ray instance and ingests.
 RAY_DRIVER = """
 import sys
-from ingest.engine.local import IngestOptions
+from ingest.engine.driver import IngestOptions
 from ingest.engine.ray import ingest_ray
 from vecstore.config import Config, StoreConfig
 from vecstore.store import Store
@@ -109,6 +110,28 @@ def test_ray_engine_builds_the_same_store_as_the_local_engine(ray_address, data_
     with Store.open(tmp_path / "ray", writable=True, config=FLOAT32) as store:
         again = ingest_ray(store, [data_dir], OPTIONS, address=ray_address)
     assert (again.ingested, again.skipped) == (0, N_GOOD_CCDS)  # resumed: nothing left to embed
+
+
+@pytest.mark.parametrize(("embedder", "layout_key"), [("qa", "feature_names"), ("test_vit+qa", "blocks")])
+def test_ray_store_records_the_vector_layout_as_the_local_engine_does(
+    ray_address, tmp_path, embedder, layout_key
+):
+    """A hybrid store built on Ray balances its blocks and a qa store has its ``features`` view, as built
+    locally: both engines go through the driver that records the layout with the provenance."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_cp_exposure(data / "c4d_310001_ooi_r.fits.fz", 310001, ("N4", "S4"))
+    options = dataclasses.replace(OPTIONS, embedder=embedder)
+    meta = {}
+    for engine in ("local", "ray"):
+        with Store.create(tmp_path / engine, config=FLOAT32) as store:
+            if engine == "ray":
+                ingest_ray(store, [data], options, address=ray_address)
+            else:
+                ingest(store, [data], options)
+            meta[engine] = store.meta()
+    assert layout_key in meta["local"]
+    assert meta["ray"][layout_key] == meta["local"][layout_key]
 
 
 def test_killed_run_completes_on_rerun(ray_address, data_dir, local_store, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -96,17 +95,12 @@ def test_small_image_is_not_enlarged():
     assert decode_png(thumbnail_png(sky_with_star((40, 20)), max_size=256)).shape == (40, 20)
 
 
-def test_full_decam_ccd_thumbnails_fast():
+def test_full_decam_ccd_thumbnail_in_fits_byte_order_with_a_bad_column():
+    # how fast: bench/qa_bench.py ("thumbnail_png 256"); timings are not asserted in tests
     rng = np.random.default_rng(2)
     ccd = (1000.0 + 10.0 * rng.standard_normal(CCD_SHAPE, dtype=np.float32)).astype(">f4")  # FITS byte order
     ccd[:, 1000:1010] = np.nan  # a bad column
-    durations = []
-    for _ in range(3):  # best of 3: the limit is on the work, not on a neighbour's process stealing the CPU
-        start = time.perf_counter()
-        png = thumbnail_png(ccd, max_size=256)
-        durations.append(time.perf_counter() - start)
-    assert min(durations) < 0.3, durations
-    assert decode_png(png).shape == (256, 128)
+    assert decode_png(thumbnail_png(ccd, max_size=256)).shape == (256, 128)
 
 
 def test_png_data_uri_round_trips():

@@ -18,7 +18,7 @@ from vecstore import parts
 from vecstore.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-N_BATCHES, BATCH = 300, 4
+N_BATCHES, BATCH = 120, 4  # ~35 ms a batch: the clean run and the resumed one take seconds, not minutes
 
 
 def _start_writer(store: Path) -> subprocess.Popen:
@@ -72,6 +72,23 @@ class _Reader(threading.Thread):
                 self.counts.append(int(result.stdout.split()[1]))
 
 
+KILLS = 6  # each lands while the writer commits: every one exercises the protocol
+
+
+def _wait_until_committing(
+    store: Path, writer: subprocess.Popen, committed: int, timeout_s: float = 60
+) -> bool:
+    """Wait until the writer has committed past ``committed`` CCDs; False if it exited first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if writer.poll() is not None:
+            return False
+        if len(parts.list_part_files(store / "embeddings")) * BATCH > committed:
+            return True
+        time.sleep(0.01)
+    raise AssertionError(f"the writer committed nothing within {timeout_s} s")
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     killed_store, clean_store = tmp_path / "killed", tmp_path / "clean"
@@ -81,11 +98,12 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     reader = _Reader(killed_store)
     reader.start()
     kills, seen = 0, 0
-    while kills < 12:
+    while kills < KILLS:
         writer = _start_writer(killed_store)
-        time.sleep(rng.uniform(0.3, 1.0))
-        if writer.poll() is not None:
+        # Kill only once the writer commits (not while Python imports), at a random moment after that.
+        if not _wait_until_committing(killed_store, writer, seen):
             break  # finished before we could kill it
+        time.sleep(rng.uniform(0.0, 0.15))
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait()
         kills += 1
@@ -94,7 +112,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
         seen = now
     reader.stop.set()
     reader.join(timeout=60)
-    assert kills >= 10, f"the writer finished after only {kills} kills; slow it down or add batches"
+    assert kills == KILLS, f"the writer finished after only {kills} kills; slow it down or add batches"
     assert (
         subprocess.run(
             [sys.executable, "-m", "tests.store_writer", str(killed_store), str(N_BATCHES), str(BATCH)],

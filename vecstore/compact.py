@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vecstore import parts
-from vecstore.errors import VecError
+from vecstore.errors import BadInputError
 from vecstore.store import PartRecord, Store
 
 
@@ -60,7 +60,7 @@ def plan(records: Iterable[PartRecord], target_rows: int) -> list[list[PartRecor
     """Groups of two or more small parts (fewer than ``target_rows`` rows) to merge, each of one run and
     dtype, packed in part_id order into groups of at most ``target_rows`` rows."""
     if target_rows < 2:
-        raise VecError(f"compaction target must be at least 2 rows per part, got {target_rows}")
+        raise BadInputError(f"compaction target must be at least 2 rows per part, got {target_rows}")
     by_kind: dict[tuple[int | None, str], list[PartRecord]] = {}
     for record in sorted(records, key=lambda r: r.part_id):
         if record.n_rows < target_rows:

@@ -7,6 +7,8 @@ S30 (CCDNUM 2) was lost 2013-2015; the Community Pipeline omits dead CCDs from i
 
 from __future__ import annotations
 
+from vecstore.errors import BadInputError
+
 # Rows of the focal plane from the south edge to the north edge; each row lists its CCDs west to east.
 # The south half uses the S names, the north half mirrors it with N names.
 _SOUTH_ROWS = (
@@ -40,14 +42,14 @@ def ccdnum_for(ccdname: str) -> int:
     """CCDNUM (1..62) of a DECam CCD name such as ``"N4"`` or ``"s31"``."""
     key = ccdname.strip().upper()
     if key not in CCDNUM_BY_NAME:
-        raise ValueError(f"{ccdname!r} is not a DECam CCD name (expected N1..N31 or S1..S31)")
+        raise BadInputError(f"{ccdname!r} is not a DECam CCD name (expected N1..N31 or S1..S31)")
     return CCDNUM_BY_NAME[key]
 
 
 def ccdname_for(ccdnum: int) -> str:
     """DECam CCD name of a CCDNUM (1..62)."""
     if ccdnum not in CCDNAME_BY_NUM:
-        raise ValueError(f"{ccdnum} is not a DECam CCDNUM (expected 1..62)")
+        raise BadInputError(f"{ccdnum} is not a DECam CCDNUM (expected 1..62)")
     return CCDNAME_BY_NUM[ccdnum]
 
 
@@ -58,7 +60,7 @@ def ccd_id_for(expnum: int, ccdnum: int) -> int:
     nodes merge without renumbering.
     """
     if not 1 <= ccdnum <= 99:
-        raise ValueError(f"CCDNUM {ccdnum} out of range 1..99")
+        raise BadInputError(f"CCDNUM {ccdnum} out of range 1..99")
     return int(expnum) * 100 + int(ccdnum)
 
 

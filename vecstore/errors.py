@@ -37,7 +37,8 @@ class ReadOnlyError(VecError, PermissionError):
 
 
 class BadInputError(VecError, ValueError):
-    """An input file or CCD that cannot be used; the message names the file/HDU and the reason."""
+    """An input that cannot be used (a file, a CCD, an argument's value, a query); the message names it and
+    the reason."""
 
 
 class EmbedderError(VecError, ValueError):
@@ -54,3 +55,19 @@ class NotFoundError(VecError, LookupError):
 
 class TrainingError(VecError, ValueError):
     """The labels cannot make a model: too few labelled exposures or CCDs for what was asked."""
+
+
+class ConflictError(VecError, ValueError):
+    """Two sources disagree about one thing (``vec merge``: a CCD with two different vectors or rows)."""
+
+
+class InconsistentStoreError(VecError, RuntimeError):
+    """The catalog and the embedding parts of a store disagree, or the store predates what this needs."""
+
+
+class NotInstalledError(VecError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+
+class EngineError(VecError, RuntimeError):
+    """An embedding process or a Ray stage failed; the message carries its own error."""

@@ -8,38 +8,15 @@ and ``IVF<n>,Flat``. Scalar and product quantisers (SQ, PQ, ...) either return w
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from vecstore.errors import IndexSpecError, VecError
+from vecstore.errors import BadInputError, NotFoundError, TrainingError
+from vecstore.index_spec import validate_spec
 
-_ALLOWED = (
-    re.compile(r"^Flat$"),
-    re.compile(r"^HNSW(?P<m>\d+)(,Flat)?$"),
-    re.compile(r"^IVF(?P<nlist>\d+),Flat$"),
-)
-_QUANTISERS = re.compile(r"(SQ|PQ|LSH|RaBitQ|RQ|LSQ|ITQ|OPQ|Residual|fp16|bf16|8bit)", re.IGNORECASE)
-
-
-def validate_spec(spec: str) -> str:
-    """Return the normalised factory string, or raise :class:`IndexSpecError` saying why not."""
-    text = spec.strip()
-    if _QUANTISERS.search(text):
-        raise IndexSpecError(
-            f"index {spec!r} uses a quantiser, which FAISS does not support correctly with the L1 metric "
-            "(wrong distances, or a crash for HNSW+SQ); use Flat, HNSW32,Flat or IVF<n>,Flat"
-        )
-    for pattern in _ALLOWED:
-        match = pattern.match(text)
-        if match:
-            number = next(iter(match.groupdict().values()), None)
-            if number is not None and int(number) < 1:
-                raise IndexSpecError(f"index {spec!r}: the number must be at least 1")
-            return text
-    raise IndexSpecError(f"index {spec!r} is not one of: Flat, HNSW<M>[,Flat], IVF<nlist>,Flat")
+__all__ = ["validate_spec"]  # re-exported: the spec rules live in index_spec (no faiss needed to check)
 
 
 def build_index(vectors: np.ndarray, ids: np.ndarray, spec: str, *, ef_construction: int = 80) -> faiss.Index:
@@ -47,7 +24,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, spec: str, *, ef_construct
     spec = validate_spec(spec)
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     if x.ndim != 2 or len(x) != len(ids):
-        raise VecError(f"build_index: {len(ids)} ids for vectors of shape {x.shape}")
+        raise BadInputError(f"build_index: {len(ids)} ids for vectors of shape {x.shape}")
     inner = faiss.index_factory(x.shape[1], spec, faiss.METRIC_L1)
     hnsw = _hnsw_of(inner)
     if hnsw is not None:
@@ -55,7 +32,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, spec: str, *, ef_construct
     index = faiss.IndexIDMap2(inner)
     if not index.is_trained:
         if len(x) < 1:
-            raise VecError(f"index {spec} needs training vectors")
+            raise TrainingError(f"index {spec} needs training vectors")
         index.train(x)
     if len(x):
         index.add_with_ids(x, np.asarray(ids, dtype=np.int64))
@@ -67,11 +44,11 @@ def _hnsw_of(index: faiss.Index):
     return getattr(inner, "hnsw", None)
 
 
-def set_search_params(index: faiss.Index, ef_search: int = 128, nprobe: int | None = None) -> None:
-    """Search breadth: ``efSearch`` for HNSW, ``nprobe`` (lists visited) for IVF."""
+def set_search_params(index: faiss.Index, ef_search: int | None = None, nprobe: int | None = None) -> None:
+    """Search breadth: ``efSearch`` for HNSW, ``nprobe`` (lists visited) for IVF; each only when given."""
     inner = faiss.downcast_index(index.index if isinstance(index, faiss.IndexIDMap2) else index)
     hnsw = getattr(inner, "hnsw", None)
-    if hnsw is not None:
+    if hnsw is not None and ef_search is not None:
         hnsw.efSearch = ef_search
     if nprobe is not None and hasattr(inner, "nprobe"):
         inner.nprobe = nprobe
@@ -110,7 +87,7 @@ def save_index(index: faiss.Index, path: Path) -> None:
 
 def load_index(path: Path) -> faiss.Index:
     if not path.exists():
-        raise VecError(f"index file {path} does not exist")
+        raise NotFoundError(f"index file {path} does not exist")
     index = faiss.read_index(str(path))
     if not isinstance(index, faiss.IndexIDMap2):
         index = faiss.downcast_index(index)

@@ -15,6 +15,9 @@
   The merge itself is a run (``command = 'merge'``) of ``dest``.
 * **failures**, with renumbered run ids, each row copied once (a re-merge adds none).
 
+The provenance and the vector layout (``feature_names``, ``blocks``) come along with the vectors, so a
+merged hybrid store balances its blocks and a merged ``qa`` store has its ``features`` view.
+
 Not copied: models, splits and predictions, which are derived from the vectors and labels; train again on
 the merged store.
 
@@ -42,11 +45,16 @@ import pyarrow as pa
 
 from vecstore import catalog, parts
 from vecstore.config import Config
-from vecstore.errors import ProvenanceError, VecError
+from vecstore.errors import (
+    BadInputError,
+    ConflictError,
+    InconsistentStoreError,
+    NotFoundError,
+    ProvenanceError,
+)
 from vecstore.provenance import Provenance
 from vecstore.store import CCD_COLUMNS, Store
 
-DEFAULT_CHUNK_ROWS = 4096  # CCDs per commit: ~12 MB of float32 768-d vectors
 COMPARE_CHUNK_IDS = 65536  # shared ids compared at a time, to bound memory on large re-merges
 
 _FAILURE_COLUMNS = ("run_id", "path", "hdu", "ccd_id", "reason", "failed_at")
@@ -78,12 +86,13 @@ def merge_stores(
     sources: list[str | Path],
     *,
     config: Config | None = None,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    chunk_rows: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> MergeSummary:
     """Fold the stores at ``sources`` into the store at ``dest`` (created if missing); see module doc.
 
     ``config`` is ``dest``'s (its embedding dtype and lock timeout); sources are opened read-only.
+    ``chunk_rows``: CCDs per commit into ``dest`` (default ``store.merge_chunk_rows``).
     ``progress(done, total)`` counts source CCDs.
     """
     dest, source_paths = Path(dest), [Path(s) for s in sources]
@@ -98,7 +107,7 @@ def merge_stores(
                 provenance = _check_mergeable([target, *opened], target.embedding_dtype)
             if provenance is not None:
                 target.ensure_provenance(provenance)
-            return _copy_all(target, opened, chunk_rows, progress)
+            return _copy_all(target, opened, chunk_rows or target.config.store.merge_chunk_rows, progress)
     finally:
         for store in opened:
             store.close()
@@ -106,31 +115,35 @@ def merge_stores(
 
 def _refuse_self_merge(dest: Path, sources: list[Path]) -> None:
     if not sources:
-        raise VecError("vec merge needs at least one source store")
+        raise BadInputError("vec merge needs at least one source store")
     resolved = [s.resolve() for s in sources]
     if dest.resolve() in resolved:
-        raise VecError(f"cannot merge store {dest} into itself; give a different destination")
+        raise BadInputError(f"cannot merge store {dest} into itself; give a different destination")
     if len(set(resolved)) != len(resolved):
-        raise VecError("a source store is listed twice")
+        raise BadInputError("a source store is listed twice")
 
 
 # ----------------------------------------------------------------------------------------------- checks
 def _common_provenance(stores: list[Store]) -> Provenance | None:
-    """The provenance every store with vectors shares; ProvenanceError naming two that differ."""
-    first: tuple[Store, Provenance] | None = None
+    """The provenance every store with vectors shares, with the vector layout any of them knows;
+    ProvenanceError naming two that differ."""
+    first: Store | None = None
+    common: Provenance | None = None
     for store in stores:
         offered = store.provenance()
         if offered is None:
             continue
-        if first is None:
-            first = (store, offered)
-        elif offered != first[1]:
+        if common is None:
+            first, common = store, offered
+        elif not offered.same_vectors(common):
             raise ProvenanceError(
-                f"cannot merge: store {first[0].path} holds vectors from {first[1].describe()} but store "
+                f"cannot merge: store {first.path} holds vectors from {common.describe()} but store "
                 f"{store.path} holds vectors from {offered.describe()}; only stores built with the same "
                 "embedder, preset and weights can be merged"
             )
-    return None if first is None else first[1]
+        else:
+            common = common.with_layout_of(offered)
+    return common
 
 
 def _check_mergeable(stores: list[Store], dest_dtype: str) -> Provenance | None:
@@ -165,7 +178,7 @@ def _compare_vectors(first: Store, second: Store, ids: np.ndarray, dtype: str) -
     same = np.all((a == b) | (np.isnan(a) & np.isnan(b)), axis=1)
     if not same.all():
         ccd_id = int(ids[np.argmin(same)])
-        raise VecError(
+        raise ConflictError(
             f"cannot merge: ccd_id {ccd_id} has different vectors in store {first.path} and store "
             f"{second.path} (compared as {dtype}); remove it from one of them or re-embed it in one store"
         )
@@ -181,7 +194,7 @@ def _compare_rows(first: Store, second: Store, ids: np.ndarray) -> None:
     for row_a, row_b in zip(a, b, strict=True):
         differing = sorted(k for k in row_a if not _same_value(row_a[k], row_b[k]))
         if differing:
-            raise VecError(
+            raise ConflictError(
                 f"cannot merge: ccd_id {row_a['ccd_id']} has different catalog rows in store {first.path} "
                 f"and store {second.path} (columns {differing}: {[row_a[k] for k in differing]} vs "
                 f"{[row_b[k] for k in differing]})"
@@ -208,7 +221,7 @@ def vectors_by_id(store: Store, ids: np.ndarray) -> np.ndarray:
     all_ids = np.concatenate(found_ids) if found_ids else np.empty(0, np.int64)
     order = np.argsort(all_ids, kind="stable")
     if not np.array_equal(all_ids[order], ids):
-        raise VecError(f"store {store.path} has no embedding for some of ccd_ids {ids[:5].tolist()}...")
+        raise NotFoundError(f"store {store.path} has no embedding for some of ccd_ids {ids[:5].tolist()}...")
     return np.concatenate(vectors)[order]
 
 
@@ -401,7 +414,7 @@ def _read_part_with_rows(source: Store, part_id: int, name: str) -> tuple[list[d
         f"SELECT {', '.join(CCD_COLUMNS)} FROM ccds WHERE part_id = ? ORDER BY ccd_id", [part_id]
     ).to_pylist()
     if [row["ccd_id"] for row in rows] != part_ids.tolist():
-        raise VecError(
+        raise InconsistentStoreError(
             f"store {source.path}: part {name} and the catalog disagree on its ccd_ids; "
             "run `vec info --verify` on it before merging"
         )

@@ -81,7 +81,7 @@ def write_model(
     *,
     reference_spec: str,
     corpus_spec: str,
-    ef_construction: int = 80,
+    ef_construction: int,
 ) -> str:
     """Build both indexes from the store's embeddings, write a new version and make it CURRENT."""
     version = next_version(store)
@@ -96,11 +96,9 @@ def write_model(
         tmp / REFERENCE_INDEX,
     )
     np.savez(tmp / REFERENCE_LABELS, ids=reference.ids, labels=reference.labels)
-    corpus_ids, corpus_vectors = store.load_embeddings()
-    corpus = vindex.build_index(
-        postprocessor.transform(corpus_vectors), corpus_ids, corpus_spec, ef_construction=ef_construction
+    vindex.save_index(
+        build_corpus_index(store, postprocessor, corpus_spec, ef_construction), tmp / CORPUS_INDEX
     )
-    vindex.save_index(corpus, tmp / CORPUS_INDEX)
     full = {
         **settings,
         "version": version,
@@ -115,6 +113,22 @@ def write_model(
     os.replace(tmp, root / version)
     _write_atomic(root / CURRENT, version)
     return version
+
+
+def build_corpus_index(store: Store, postprocessor: PostProcessor, spec: str, ef_construction: int):
+    """Every committed CCD, projected and added part by part (bounded memory: never all vectors at once)."""
+    index = None
+    for ids, vectors in store.iter_embeddings():
+        projected = postprocessor.transform(vectors)
+        if index is None:
+            index = vindex.build_index(projected, ids, spec, ef_construction=ef_construction)
+        else:
+            vindex.add_vectors(index, projected, ids)
+    if index is None:
+        index = vindex.build_index(
+            np.empty((0, postprocessor.output_dim), np.float32), np.empty(0, np.int64), spec
+        )
+    return index
 
 
 class Model:
@@ -180,12 +194,14 @@ class Model:
         with np.load(self.dir / REFERENCE_LABELS, allow_pickle=False) as arrays:
             return arrays["ids"], arrays["labels"]
 
-    def corpus_index(self, ef_search: int = 128):
-        """The corpus index with every committed CCD, adding what ingests committed since it was saved."""
+    def corpus_index(self, ef_search: int | None = None):
+        """The corpus index with every committed CCD, adding what ingests committed since it was saved.
+
+        ``ef_search``: HNSW search breadth (default: the store's ``index.hnsw_ef_search``)."""
         if self._corpus is None:
             self._corpus = vindex.load_index(self.dir / CORPUS_INDEX)
             self.catch_up()
-        vindex.set_search_params(self._corpus, ef_search)
+        vindex.set_search_params(self._corpus, ef_search or self.store.config.index.hnsw_ef_search)
         return self._corpus
 
     def catch_up(self) -> int:

@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vecstore.errors import ConfigError
+
 PARTS_DIR = "embeddings"
 TMP_SUFFIX = ".tmp"
 DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -43,7 +45,7 @@ def fsync_dir(directory: Path) -> None:
 def write_part(directory: Path, name: str, ccd_ids: np.ndarray, vectors: np.ndarray, dtype: str) -> Path:
     """Write a part durably: temp file, fsync, rename, fsync of the directory."""
     if dtype not in DTYPES:
-        raise ValueError(f"embedding dtype {dtype!r} not in {sorted(DTYPES)}")
+        raise ConfigError(f"embedding dtype {dtype!r} not in {sorted(DTYPES)}")
     values = np.ascontiguousarray(vectors, dtype=DTYPES[dtype])
     n, dim = values.shape
     flat = pa.array(values.reshape(-1), type=pa.float16() if dtype == "float16" else pa.float32())

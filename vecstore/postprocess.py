@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vecstore.errors import VecError
+from vecstore.errors import BadInputError, ConfigError, TrainingError
 
 FORMAT_VERSION = 1
 METHODS = ("paper", "quantile", "robust")
@@ -60,7 +60,7 @@ class PostProcessor:
         """Raw embeddings (n, dim) -> post-processed vectors (n, output_dim) float32."""
         x = np.asarray(vectors, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
-            raise VecError(f"post-processor expects (n, {self.input_dim}) vectors, got {x.shape}")
+            raise BadInputError(f"post-processor expects (n, {self.input_dim}) vectors, got {x.shape}")
         if self.quantiles is not None:
             x = quantile_transform(x, self.quantiles)
         scaled = x * self.scale + self.offset
@@ -95,7 +95,9 @@ class PostProcessor:
     def load(cls, directory: Path) -> PostProcessor:
         settings = json.loads((directory / "postprocess.json").read_text())
         if settings.get("format") != FORMAT_VERSION:
-            raise VecError(f"{directory}: post-processor format {settings.get('format')} is not supported")
+            raise BadInputError(
+                f"{directory}: post-processor format {settings.get('format')} is not supported"
+            )
         with np.load(directory / "postprocess.npz", allow_pickle=False) as arrays:
             return cls(
                 scale=arrays["scale"],
@@ -135,7 +137,7 @@ def from_sklearn(pipeline) -> PostProcessor:
 
 def _from_steps(scaler, pca, threshold, column_weights: np.ndarray | None = None) -> PostProcessor:
     if getattr(pca, "whiten", False):
-        raise VecError("whitened PCA is not supported by the stored post-processor")
+        raise BadInputError("whitened PCA is not supported by the stored post-processor")
     return PostProcessor(
         scale=scaler.scale_.astype(np.float64),
         offset=scaler.min_.astype(np.float64),
@@ -165,7 +167,7 @@ def fit_postprocessor(
         return fit_per_block(vectors, method, n_components, variance_threshold, blocks)
     x = np.asarray(vectors, dtype=np.float64)
     if len(x) <= n_components or x.shape[1] < n_components:
-        raise VecError(
+        raise TrainingError(
             f"cannot fit PCA({n_components}) on {x.shape[0]} vectors of dimension {x.shape[1]}: "
             f"need more than {n_components} of each"
         )
@@ -174,7 +176,7 @@ def fit_postprocessor(
     else:
         processor = _fit_blocks(x, n_components, variance_threshold, blocks)
     if processor.output_dim == 0:
-        raise VecError(
+        raise TrainingError(
             f"VarianceThreshold({variance_threshold}) removed every PCA component; lower the threshold"
         )
     return processor
@@ -184,7 +186,9 @@ def block_weights(scaled: np.ndarray, blocks: list[tuple[str, int]]) -> np.ndarr
     """Column factors giving each block unit total variance (a constant block keeps factor 1)."""
     widths = [int(width) for _, width in blocks]
     if sum(widths) != scaled.shape[1]:
-        raise VecError(f"blocks {blocks} add up to {sum(widths)} columns, vectors have {scaled.shape[1]}")
+        raise BadInputError(
+            f"blocks {blocks} add up to {sum(widths)} columns, vectors have {scaled.shape[1]}"
+        )
     weights = np.ones(scaled.shape[1])
     start = 0
     for width in widths:
@@ -215,7 +219,9 @@ def resolve_methods(
     statistics (a qa store, or the qa block of a hybrid) and the paper's pipeline on everything else."""
     if configured != "auto":
         if configured not in METHODS:
-            raise VecError(f"postprocess.method {configured!r}: expected auto or one of {', '.join(METHODS)}")
+            raise ConfigError(
+                f"postprocess.method {configured!r}: expected auto or one of {', '.join(METHODS)}"
+            )
         return configured
     if not blocks:
         return "quantile" if embedder == "qa" else "paper"
@@ -273,7 +279,7 @@ def _fit_block(x: np.ndarray, method: str, n_components: int, n_quantiles: int, 
     scaler = MinMaxScaler().fit(x)
     n = min(n_components, width, len(x) - 1)
     if n < 1:
-        raise VecError(f"cannot fit PCA on {len(x)} vectors: need at least 2")
+        raise TrainingError(f"cannot fit PCA on {len(x)} vectors: need at least 2")
     pca = PCA(n_components=n, svd_solver="full", random_state=seed).fit(scaler.transform(x))
     return _Block(
         0, width, scaler.scale_, scaler.min_, None, pca.mean_, pca.components_, f"MinMaxScaler+PCA({n})"
@@ -291,7 +297,7 @@ def fit_per_block(
     x = np.asarray(vectors, dtype=np.float64)
     layout = [(str(name), int(width)) for name, width in (blocks or [("all", x.shape[1])])]
     if sum(w for _, w in layout) != x.shape[1]:
-        raise VecError(
+        raise BadInputError(
             f"blocks {layout} add up to {sum(w for _, w in layout)} columns, vectors have {x.shape[1]}"
         )
     per_block = (methods,) * len(layout) if isinstance(methods, str) else tuple(methods)
@@ -343,5 +349,7 @@ def _assemble(
     )
     keep = processor.transform(x).astype(np.float64).var(axis=0) > variance_threshold
     if not keep.any():
-        raise VecError(f"VarianceThreshold({variance_threshold}) removed every output; lower the threshold")
+        raise TrainingError(
+            f"VarianceThreshold({variance_threshold}) removed every output; lower the threshold"
+        )
     return dataclasses.replace(processor, keep=keep)

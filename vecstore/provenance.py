@@ -1,12 +1,17 @@
-"""What made the vectors of a store: embedder, its weights, the preprocess preset, the dimension.
+"""What made the vectors of a store: embedder, its weights, the preprocess preset, the dimension, and what
+the vector's components are (its layout).
 
 Stored in ``store_meta`` at the first commit; every later commit and every query that embeds a new file
-must present the same, or is refused with an error that names both sides.
+must present the same, or is refused with an error that names both sides. The layout travels with it, so
+every way vectors reach a store (either engine, ``vec merge``) keeps it: ``feature_names`` name the
+components of a ``qa`` vector (the SQL view ``features``), ``blocks`` split a hybrid vector into the parts
+the post-processor balances.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 
 from vecstore.errors import ProvenanceError
 
@@ -17,6 +22,8 @@ class Provenance:
     preset: str
     dim: int
     weights_sha256: str = ""
+    feature_names: tuple[str, ...] | None = None  # one name per component, when each means something
+    blocks: tuple[tuple[str, int], ...] | None = None  # (name, width) of the concatenated parts of a hybrid
 
     @property
     def preset_name(self) -> str | None:
@@ -30,17 +37,49 @@ class Provenance:
             "preset": self.preset,
             "dim": str(self.dim),
             "weights_sha256": self.weights_sha256,
+            **self.layout_meta(),
         }
+
+    def layout_meta(self) -> dict[str, str]:
+        """The layout as ``store_meta`` keeps it (JSON lists), only the parts this embedder has."""
+        layout = {}
+        if self.feature_names:
+            layout["feature_names"] = json.dumps(list(self.feature_names))
+        if self.blocks:
+            layout["blocks"] = json.dumps([list(block) for block in self.blocks])
+        return layout
 
     @classmethod
     def from_meta(cls, meta: dict[str, str]) -> Provenance | None:
         if "embedder" not in meta:
             return None
+        names = json.loads(meta["feature_names"]) if "feature_names" in meta else None
+        blocks = json.loads(meta["blocks"]) if "blocks" in meta else None
         return cls(
             embedder=meta["embedder"],
             preset=meta["preset"],
             dim=int(meta["dim"]),
             weights_sha256=meta.get("weights_sha256", ""),
+            feature_names=tuple(names) if names else None,
+            blocks=tuple((str(name), int(width)) for name, width in blocks) if blocks else None,
+        )
+
+    def same_vectors(self, other: Provenance) -> bool:
+        """Whether vectors of ``other`` are comparable with these (the layout follows from the rest)."""
+        return (self.embedder, self.preset, self.dim, self.weights_sha256) == (
+            other.embedder,
+            other.preset,
+            other.dim,
+            other.weights_sha256,
+        )
+
+    def with_layout_of(self, other: Provenance) -> Provenance:
+        """This provenance, with ``other``'s layout where this one has none (stores built before the
+        layout travelled with the provenance)."""
+        return replace(
+            self,
+            feature_names=self.feature_names or other.feature_names,
+            blocks=self.blocks or other.blocks,
         )
 
     def describe(self) -> str:
@@ -50,8 +89,7 @@ class Provenance:
 
 def check_compatible(stored: Provenance, offered: Provenance, store_path: str) -> None:
     """Refuse vectors that would not be comparable with the store's."""
-    same = (stored.embedder, stored.preset, stored.dim) == (offered.embedder, offered.preset, offered.dim)
-    if same and stored.weights_sha256 == offered.weights_sha256:
+    if stored.same_vectors(offered):
         return
     raise ProvenanceError(
         f"store {store_path} holds vectors from {stored.describe()}, but this run uses "

@@ -12,7 +12,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from vecstore import catalog
-from vecstore.errors import ReadOnlyError, VecError
+from vecstore.errors import BadInputError, ReadOnlyError
 from vecstore.store import Store
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -62,7 +62,7 @@ def _execute(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table | None:
         message = str(exc).splitlines()[0]
         if isinstance(exc, duckdb.CatalogException) and "does not exist" in message:
             message += f"; the store has: {', '.join(table_names(con))}"
-        raise VecError(f"SQL error: {message}") from None
+        raise BadInputError(f"SQL error: {message}") from None
 
 
 def table_names(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -104,10 +104,10 @@ def _numeric(text: str) -> bool:
 def render(table: pa.Table, fmt: str, output: Path | None = None) -> str | None:
     """Text for stdout without a final newline, or None after writing ``output`` (required for parquet)."""
     if fmt not in FORMATS:
-        raise VecError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise BadInputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "parquet":
         if output is None:
-            raise VecError("--format parquet writes a binary file: give --output FILE.parquet")
+            raise BadInputError("--format parquet writes a binary file: give --output FILE.parquet")
         pq.write_table(table, output)
         return None
     if fmt == "table":

@@ -30,7 +30,15 @@ import pyarrow as pa
 import vecstore
 from vecstore import catalog, parts
 from vecstore.config import Config
-from vecstore.errors import NotAStoreError, StoreLockedError, VecError
+from vecstore.errors import (
+    BadInputError,
+    InconsistentStoreError,
+    NotAStoreError,
+    NotFoundError,
+    ReadOnlyError,
+    StoreLockedError,
+    VecError,
+)
 from vecstore.provenance import Provenance, check_compatible
 
 if TYPE_CHECKING:
@@ -239,7 +247,7 @@ class Store:
 
     def _require_writable(self) -> None:
         if not self.writable:
-            raise VecError(f"store {self.path} is open read-only; open it with writable=True")
+            raise ReadOnlyError(f"store {self.path} is open read-only; open it with writable=True")
 
     # ----------------------------------------------------------------- catalog access
     def query(self, sql: str, params: list | None = None) -> pa.Table:
@@ -276,12 +284,16 @@ class Store:
             check_compatible(stored, offered, str(self.path))
 
     def ensure_provenance(self, offered: Provenance) -> None:
-        """Record ``offered`` on a store without vectors yet, or check it against the stored one."""
+        """Record ``offered`` on a store without vectors yet, or check it against the stored one; a vector
+        layout the store lacks (a store from before the layout was recorded) is added."""
         stored = self.provenance()
         if stored is None:
             self.set_meta(offered.as_meta())
-        else:
-            check_compatible(stored, offered, str(self.path))
+            return
+        check_compatible(stored, offered, str(self.path))
+        missing = {k: v for k, v in offered.layout_meta().items() if k not in stored.layout_meta()}
+        if missing:
+            self.set_meta(missing)
 
     # ----------------------------------------------------------------- runs and failures
     def start_run(self, command: str, args: dict[str, Any]) -> int:
@@ -339,7 +351,7 @@ class Store:
         self._require_writable()
         vectors = np.asarray(vectors)
         if vectors.ndim != 2 or len(rows) != len(vectors):
-            raise VecError(f"commit_batch: {len(rows)} rows but vectors of shape {vectors.shape}")
+            raise BadInputError(f"commit_batch: {len(rows)} rows but vectors of shape {vectors.shape}")
         ids = np.array([int(r["ccd_id"]) for r in rows], dtype=np.int64)
         committed = self._committed_set()
         keep = np.array([i not in committed for i in ids], dtype=bool)
@@ -420,7 +432,7 @@ class Store:
             ).fetchall()[0][0]
             n_left = con.execute(f"SELECT count(*) FROM ccds WHERE part_id IN ({marks})", old_ids).fetchall()
             if n_moved != len(ids) or n_left[0][0]:
-                raise VecError(
+                raise InconsistentStoreError(
                     f"store {self.path}: parts {old_ids} and the catalog disagree on their CCDs; nothing was "
                     "changed; run `vec info --verify`"
                 )
@@ -486,7 +498,7 @@ class Store:
             located = self._locate(wanted)
             if wanted is not None and len(located.ids) != len(wanted):
                 missing = np.setdiff1d(wanted, located.ids)[:5].tolist()
-                raise VecError(f"store {self.path} has no embedding for ccd_id(s) {missing}")
+                raise NotFoundError(f"store {self.path} has no embedding for ccd_id(s) {missing}")
             try:
                 return located.ids, self._read_located(located)
             except FileNotFoundError:
@@ -509,7 +521,7 @@ class Store:
           disagreement raises :class:`VecError`.
         """
         if batch_rows < 1:
-            raise VecError(f"iter_embeddings: batch_rows must be >= 1, got {batch_rows}")
+            raise BadInputError(f"iter_embeddings: batch_rows must be >= 1, got {batch_rows}")
         yield from self._iter_snapshot(self._snapshot(), batch_rows)
 
     def _locate(self, wanted: np.ndarray | None) -> _Located:
@@ -547,7 +559,7 @@ class Store:
         except duckdb.BinderException:
             table = None
         if table is None or table.column("part_row").null_count:
-            raise VecError(
+            raise InconsistentStoreError(
                 f"store {self.path} predates row offsets in the catalog; open it for writing once "
                 f"(`vec --store {self.path} init`) to record them"
             )
@@ -692,7 +704,7 @@ class Store:
         ).to_pylist()[0]
         n_vectors, n_ccds = row["v"], row["c"]
         if n_vectors != n_ccds:
-            raise VecError(
+            raise InconsistentStoreError(
                 f"store {self.path} is inconsistent: {n_vectors} vectors in committed parts but {n_ccds} "
                 "committed CCDs; run `vec info --verify` and report this"
             )
@@ -703,12 +715,12 @@ class Store:
         snapshot = self._snapshot()
         for name, n_rows, n_ccds in snapshot.parts:
             if n_rows != n_ccds:
-                raise VecError(
+                raise InconsistentStoreError(
                     f"store {self.path}: part {name} is recorded with {n_rows} rows but the catalog puts "
                     f"{n_ccds} CCDs in it"
                 )
         if len(snapshot.ids) != snapshot.n_ccds:
-            raise VecError(
+            raise InconsistentStoreError(
                 f"store {self.path}: {snapshot.n_ccds - len(snapshot.ids)} committed CCDs name no "
                 "committed part"
             )

@@ -1,19 +1,20 @@
-"""``--engine ray``: the local engine's ingest mapped over a Ray cluster with Ray Data.
+"""``--engine ray``: the shared ingest driver fed by a Ray Data pipeline on a cluster.
 
 Pipeline (one row per CCD task)::
 
-    driver: plan (sources -> tasks, sampling, provenance, a run row, source failures)
+    driver: plan_ingest (sources -> tasks, sampling, provenance and vector layout), run_ingest (a run row,
+      │     source failures)
       │  ray.data.from_items(tasks)
       ▼
     decode stage   map_batches on CPU tasks: header -> skip if committed -> read -> preprocess,
-                   i.e. ``CCDDataset.__getitem__`` of the local engine; bad CCDs become failure rows;
+                   i.e. the driver's ``CCDDataset.__getitem__``; bad CCDs become failure rows;
                    ``workers`` tasks at a time per embed actor (the local engine's DataLoader workers)
       ▼
     embed stage    map_batches on a pool of actors that each build the embedder once:
                    one actor per GPU of the cluster (``num_gpus=1``) when ``devices`` asks for CUDA,
                    else a few CPU actors (``cpu`` -> 1, ``cpu:N`` -> N)
       ▼
-    driver: iter_batches(batch_size) -> the local engine's ``_commit`` -> ``Store.commit_batch``
+    driver: iter_batches(batch_size) -> the driver's ``commit_result`` -> ``Store.commit_batch``
 
 Only the driver touches the store, so the store keeps its single writer and both engines commit batches the
 same way. Resumable like the local engine: committed ccd_ids are read before the pipeline starts and the
@@ -22,8 +23,8 @@ already committed, so a Ray task retried after a node failure cannot add a secon
 
 Between stages rows hold numpy arrays and text only: the task (pickled ``CCDTask``), the kind of result
 (``ok`` / ``skip`` / ``fail``), the CCD's catalog row or its failure as JSON, and the embedder's prepared
-payload (``Embedder.preparer``: the preprocessed image for ViTs) as flat float32 with its shape, or, after
-the embed stage, the vector.
+payload (``Embedder.preparer``: the preprocessed image for ViTs, the image and the qa features for hybrids)
+as flat float32 with its shape(s), or, after the embed stage, the vector.
 
 Every node must see the input files, the weights file and the same Python environment at the same paths
 (a shared file system such as Perlmutter's $SCRATCH / CFS, and one venv or conda env). Without a shared
@@ -32,35 +33,30 @@ file system run one local ingest per node instead and fold the stores together w
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import pickle
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ingest.embedders import Embedder, create_embedder
-from ingest.engine.local import (
+from ingest.embedders import Embedder
+from ingest.engine.driver import (
     BatchResult,
     CCDDataset,
-    CorpusUpdater,
     IngestOptions,
+    IngestPlan,
     IngestSummary,
-    commit_result,
+    build_embedder,
     embedder_provenance,
-    record_batch_failures,
-    sample_ccds,
-    worker_transform,
+    plan_ingest,
+    run_ingest,
 )
 from ingest.reader import CCDTask
-from ingest.sources import expand_sources
-from vecstore.errors import EmbedderError, VecError
+from vecstore.errors import BadInputError, EmbedderError, EngineError, NotInstalledError
 from vecstore.provenance import Provenance
 from vecstore.store import Store
 
@@ -85,7 +81,7 @@ def import_ray():
         import ray
         import ray.data  # noqa: F401 - the Data library is a separate extra of ray
     except ImportError as exc:
-        raise VecError(
+        raise NotInstalledError(
             f"--engine ray needs Ray Data, which is not installed ({exc}); {INSTALL_HINT}"
         ) from None
     return ray
@@ -101,7 +97,7 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
     if ray.is_initialized():
         return False
     if address is not None and num_cpus is not None:
-        raise VecError("num_cpus sizes a local Ray instance; it cannot be combined with address")
+        raise BadInputError("num_cpus sizes a local Ray instance; it cannot be combined with address")
     if address is None:
         ray.init(num_cpus=num_cpus, include_dashboard=False)
     else:
@@ -116,13 +112,14 @@ def encode_task(task: CCDTask) -> dict[str, bytes]:
 
 
 class DecodeStage:
-    """Decode stage (Ray tasks): the local engine's DataLoader item for each task of a batch.
+    """Decode stage (Ray tasks): the driver's per-CCD item (what the local engine's DataLoader maps) for
+    each task of a batch.
 
     Returns per row: ``kind``, ``record`` (the CCD's catalog row for ``ok``, ``[path, hdu, reason]`` for
     ``fail``, empty for ``skip``), and what the embedder's preparer made of the pixels (the preprocessed
-    image for ViTs, the vector itself for ``qa``) as ``payload``, flattened to float32, with its
-    ``payload_shape`` as JSON. Flat payloads give the column one number of axes whatever the embedder, and
-    rows without pixels an empty payload.
+    image for ViTs, the vector itself for ``qa``, both for hybrids) as ``payload``, flattened to float32,
+    with its ``payload_shape`` as JSON (:func:`pack_payload`). Flat payloads give the column one number of
+    axes whatever the embedder, and rows without pixels an empty payload.
     """
 
     def __init__(self, committed: np.ndarray, transform: Callable, release: str | None):
@@ -149,15 +146,39 @@ class DecodeStage:
     @staticmethod
     def _row(item: tuple) -> tuple[str, str, np.ndarray, str]:
         if item[0] == OK:
-            payload = item[2].numpy() if hasattr(item[2], "numpy") else np.asarray(item[2])
-            flat = np.ascontiguousarray(payload, dtype=np.float32).reshape(-1)
-            return OK, json.dumps(item[1]), flat, json.dumps(list(payload.shape))
+            flat, shapes = pack_payload(item[2])
+            return OK, json.dumps(item[1]), flat, shapes
         if item[0] == FAIL:
             return FAIL, json.dumps(list(item[1:])), _NO_PAYLOAD, ""
         return SKIP, "", _NO_PAYLOAD, ""
 
 
 _NO_PAYLOAD = np.zeros(0, dtype=np.float32)
+
+
+def pack_payload(payload) -> tuple[np.ndarray, str]:
+    """A prepared payload as one flat float32 array and its shape(s) as JSON: ``[3, 112, 56]`` for an
+    array, ``[[3, 112, 56], [27]]`` for a tuple of arrays (a hybrid's preprocessed image and qa
+    features)."""
+    parts = payload if isinstance(payload, tuple) else (payload,)
+    arrays = [np.asarray(p.numpy() if hasattr(p, "numpy") else p, dtype=np.float32) for p in parts]
+    flat = np.concatenate([a.reshape(-1) for a in arrays]) if arrays else _NO_PAYLOAD
+    shapes = [list(a.shape) for a in arrays]
+    return flat, json.dumps(shapes if isinstance(payload, tuple) else shapes[0])
+
+
+def unpack_payload(flat: np.ndarray, shapes_json: str):
+    """The payload :func:`pack_payload` packed: an array, or a tuple of arrays."""
+    shapes = json.loads(shapes_json)
+    flat = np.asarray(flat, dtype=np.float32)
+    if not shapes or not isinstance(shapes[0], list):
+        return flat.reshape(shapes)
+    parts, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        parts.append(flat[start : start + size].reshape(shape))
+        start += size
+    return tuple(parts)
 
 
 def _object_array(arrays: list[np.ndarray]) -> np.ndarray:
@@ -182,9 +203,7 @@ class EmbedStage:
         if device == "cpu":
             torch.set_num_threads(threads)
         self.dim = provenance.dim
-        self.embedder = create_embedder(
-            options.embedder, weights=options.weights, preset=options.preset, device=device
-        )
+        self.embedder = build_embedder(options, device)
         built = embedder_provenance(self.embedder)
         if built != provenance:
             raise EmbedderError(
@@ -197,12 +216,7 @@ class EmbedStage:
         ok = np.flatnonzero(kinds == OK)
         vectors = np.zeros((len(kinds), self.dim), dtype=np.float32)
         if len(ok):
-            payloads = [
-                np.asarray(batch["payload"][i], dtype=np.float32).reshape(
-                    json.loads(batch["payload_shape"][i])
-                )
-                for i in ok
-            ]
+            payloads = [unpack_payload(batch["payload"][i], batch["payload_shape"][i]) for i in ok]
             vectors[ok] = self.embedder.embed_prepared(payloads)
         return {"kind": kinds, "record": batch["record"], "vector": vectors}
 
@@ -267,7 +281,7 @@ def build_pipeline(
 ):
     """The Ray Dataset of embedded rows (lazy: nothing runs until the driver iterates it)."""
     ray = import_ray()
-    decode = DecodeStage(committed, worker_transform(embedder), options.release)
+    decode = DecodeStage(committed, embedder.preparer(), options.release)
     items = [encode_task(task) for task in tasks]
     dataset = ray.data.from_items(
         items, override_num_blocks=max(1, math.ceil(len(items) / options.batch_size))
@@ -327,75 +341,37 @@ def ingest_ray(
     call started it.
     """
     import_ray()
-    embedder = create_embedder(options.embedder, weights=options.weights, preset=options.preset)
-    store.ensure_provenance(embedder_provenance(embedder))
-    scan = expand_sources([str(s) for s in sources], image_root=options.image_root)
-    tasks = sample_ccds(scan.tasks, options.ccds_per_exposure, options.seed)
-    run_args = {
-        "sources": [str(s) for s in sources],
-        "engine": "ray",
-        "address": address,
-        **dataclasses.asdict(options),
-    }
-    run_id = store.start_run("ingest", run_args)
-    summary = IngestSummary(run_id=run_id)
-    source_failures = [tuple(f) for f in scan.failures]
-    started = time.monotonic()
-    status = "interrupted"
-    started_ray = False
-    try:
-        record_batch_failures(store, summary, source_failures, options)
-        committed = store.committed_ids()
-        corpus = CorpusUpdater(store, options.index_save_every_s)
-        if tasks:
-            started_ray = connect_ray(address, num_cpus)
-            _run_pipeline(
-                store,
-                summary,
-                tasks,
-                committed,
-                embedder,
-                options,
-                corpus,
-                lambda: _report(progress, summary, len(tasks), len(source_failures), started),
-            )
-        status = "ok"
-    finally:
-        summary.seconds = time.monotonic() - started
-        if started_ray:
-            import_ray().shutdown()
-        store.finish_run(run_id, status, {**summary.counts(), "engine": "ray"})
-    return summary
+    plan = plan_ingest(store, sources, options)
+    return run_ingest(
+        store,
+        plan,
+        options,
+        lambda: _ray_batches(plan, options, address, num_cpus),
+        engine="ray",
+        engine_args={"address": address},
+        progress=progress,
+    )
 
 
-def _run_pipeline(
-    store: Store,
-    summary: IngestSummary,
-    tasks: list[CCDTask],
-    committed: np.ndarray,
-    embedder: Embedder,
-    options: IngestOptions,
-    corpus: Any,
-    report: Callable[[], None],
-) -> None:
+def _ray_batches(
+    plan: IngestPlan, options: IngestOptions, address: str | None, num_cpus: int | None
+) -> Iterator[BatchResult]:
+    """The plan's batches from the Ray pipeline; Ray is joined (or started) only when there is work."""
+    if not plan.tasks:
+        return
+    started_ray = connect_ray(address, num_cpus)
     ray = import_ray()
-    ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI draws its own bar
-    plan = plan_actors(options.devices, *_cluster_shape(ray))
-    dataset = build_pipeline(tasks, committed, embedder, options, plan)
     try:
-        for result in batch_results(dataset, options.batch_size):
-            commit_result(store, summary, result, options, corpus)
-            report()
-    except ray.exceptions.RayError as exc:
-        raise VecError(f"the Ray pipeline failed: {_error_summary(exc)}") from exc
+        ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI draws its own bar
+        actors = plan_actors(options.devices, *_cluster_shape(ray))
+        dataset = build_pipeline(plan.tasks, plan.committed, plan.embedder, options, actors)
+        try:
+            yield from batch_results(dataset, options.batch_size)
+        except ray.exceptions.RayError as exc:
+            raise EngineError(f"the Ray pipeline failed: {_error_summary(exc)}") from exc
     finally:
-        corpus.save()
-
-
-def _report(progress, summary: IngestSummary, n_tasks: int, n_source_failures: int, started: float) -> None:
-    summary.seconds = time.monotonic() - started
-    if progress:
-        progress(summary.ingested + summary.skipped + summary.failed - n_source_failures, n_tasks, summary)
+        if started_ray:
+            ray.shutdown()
 
 
 def _error_summary(exc: BaseException) -> str:

@@ -80,13 +80,13 @@ class LabelRecord:
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise ValueError(f"unknown label source {self.source!r}; expected one of {', '.join(SOURCES)}")
+            raise BadInputError(f"unknown label source {self.source!r}; expected one of {', '.join(SOURCES)}")
         if self.level not in LEVELS:
-            raise ValueError(f"label level must be 'exposure' or 'ccd', not {self.level!r}")
+            raise BadInputError(f"label level must be 'exposure' or 'ccd', not {self.level!r}")
         if self.level == "ccd" and (self.ccdnum is None or self.ccdname is None):
-            raise ValueError(f"a CCD-level label needs ccdnum and ccdname ({self.file}:{self.line})")
+            raise BadInputError(f"a CCD-level label needs ccdnum and ccdname ({self.file}:{self.line})")
         if self.level == "exposure" and (self.ccdnum is not None or self.ccdname is not None):
-            raise ValueError(f"an exposure-level label has no CCD ({self.file}:{self.line})")
+            raise BadInputError(f"an exposure-level label has no CCD ({self.file}:{self.line})")
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ def canonical_ccd(ccdname: str | None, ccdnum: int | None) -> tuple[int, str]:
     if ccdname is not None:
         num = ccdnum_for(ccdname)
         return num, ccdname_for(num)
-    raise ValueError("neither a CCD name nor a CCD number")
+    raise BadInputError("neither a CCD name nor a CCD number")
 
 
 def refuse_if_mostly_unreadable(

@@ -340,5 +340,5 @@ def _integer_or_none(text: str | None) -> int | None:
         return None
     value = float(text)
     if not value.is_integer():
-        raise ValueError(f"CCDNUM {text!r} is not an integer")
+        raise BadInputError(f"CCDNUM {text!r} is not an integer")
     return int(value)

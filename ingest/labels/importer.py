@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ingest.labels.common import NOTE, REFUSED, UNREADABLE, WarningKind, warnings_of_kind
+from ingest.labels.common import NOTE, REFUSED, UNREADABLE, LabelFormatError, WarningKind, warnings_of_kind
 from ingest.labels.formats import LabelRecord, LabelWarning, read_labels
 from ingest.labels.rules import IGNORE, CategoryRules, unmapped_reasons
 from vecstore.store import Store
@@ -55,6 +55,12 @@ class LabelImport:
 
     def of_kind(self, kind: WarningKind) -> tuple[LabelWarning, ...]:
         return warnings_of_kind(self.warnings, kind)
+
+    def describe(self) -> str:
+        return (
+            f"{self.path}: {self.n_records:,} labels ({self.source}), {self.n_added:,} new, "
+            f"{self.n_ignored:,} ignored by rule, {sum(n for *_, n in self.unmapped):,} unmapped"
+        )
 
 
 def label_key(record: LabelRecord) -> str:
@@ -119,6 +125,28 @@ def import_labels(
         warnings=list(parsed.warnings),
         n_files=len({r.file for r in records}),
     )
+
+
+def import_each(
+    store: Store, paths: Sequence[str | Path], source: str | None = None, rules: CategoryRules | None = None
+) -> list[LabelImport | LabelFormatError]:
+    """:func:`import_labels` for each path, in order; a path refused as not a label list is given as its
+    error, and does not stop the others."""
+    rules = rules or CategoryRules.load()
+    results: list[LabelImport | LabelFormatError] = []
+    for path in paths:
+        try:
+            results.append(import_labels(store, path, source, rules))
+        except LabelFormatError as exc:
+            results.append(exc)
+    return results
+
+
+def warning_lines(result: LabelImport, verbose: bool = False) -> list[str]:
+    """Every warning (``verbose``), or one summary line per kind that says how to see them all."""
+    if verbose:
+        return warning_details(result)
+    return [f"{summary}; --verbose lists all" for summary in warning_summary(result)]
 
 
 def warning_summary(result: LabelImport) -> list[str]:

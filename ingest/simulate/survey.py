@@ -107,6 +107,13 @@ class SimulationResult:
     def truth_csv(self) -> Path:
         return self.truth.truth_csv
 
+    def describe(self) -> str:
+        bad = sum(1 for e in self.exposures if e.category)
+        return (
+            f"{len(self.exposures)} exposures ({bad} bad) in {self.out_dir}; truth: {self.truth.bad_expid}, "
+            f"{self.truth.delve_dir}, {self.truth.truth_csv}"
+        )
+
     @property
     def bad_expid_path(self) -> Path:
         return self.truth.bad_expid

@@ -8,7 +8,7 @@ import numpy as np
 
 from query.classify import ExposureResult
 from query.gateway import ccd_hdus, read_pixels
-from vecstore.errors import VecError
+from vecstore.errors import BadInputError
 from vecstore.store import Store
 
 
@@ -38,6 +38,32 @@ def format_classification(result: ExposureResult, max_neighbours: int = 3) -> st
     for failure in result.failures:
         where = f"HDU {failure['hdu']}" if failure["hdu"] else failure["path"]
         lines.append(f"  !{where}: not classified ({failure['reason']})")
+    return "\n".join(lines)
+
+
+def format_classifications(results: list[ExposureResult], pictures: list[Path] = ()) -> str:
+    """What ``vec classify`` prints: the rule that decided, each exposure, and the pictures written."""
+    lines = [results[0].rule.describe()] if results and results[0].rule else []
+    lines += [format_classification(result) for result in results]
+    if pictures:
+        lines.append("picture(s): " + ", ".join(str(p) for p in pictures))
+    return "\n".join(lines)
+
+
+def format_similar(found, gallery: Path | None = None) -> str:
+    """What ``vec similar`` prints: a table of the look-alikes, and the gallery written."""
+    import pyarrow as pa
+
+    from vecstore.sql import format_table
+
+    columns = ["rank", "expnum", "ccdname", "filter", "distance", "label", "ccd_id"]
+    query = found.query
+    lines = [
+        f"look-alikes of {query['expnum']}/{query['ccdname']}:",
+        format_table(pa.table({c: [h[c] for h in found.hits] for c in columns})),
+    ]
+    if gallery is not None:
+        lines.append(f"gallery: {gallery}")
     return "\n".join(lines)
 
 
@@ -75,7 +101,7 @@ def focal_plane_picture(store: Store, result: ExposureResult, out: Path) -> Path
         focal_plane_png(ccds, out, title)
         return out
     if out.suffix.lower() not in (".html", ".htm"):
-        raise VecError(f"--plot {out}: give a .png or .html file name")
+        raise BadInputError(f"--plot {out}: give a .png or .html file name")
     thumbnails = {}
     if result.source == "store":
         locations = _locations(store, [c.ccd_id for c in result.ccds])

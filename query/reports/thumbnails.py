@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vecstore.errors import BadInputError
+
 # Pixels used for the sky and noise estimates; enough for a stable median/MAD, cheap on a full CCD.
 _STAT_SAMPLE = 100_000
 # Grey level of an image with no usable contrast (constant, all-zero, all-NaN).
@@ -109,9 +111,9 @@ def thumbnail_png(image: np.ndarray, max_size: int = 256) -> bytes:
     """
     image = np.asarray(image)
     if image.ndim != 2 or image.size == 0:
-        raise ValueError(f"thumbnail_png needs a non-empty 2-D image, got shape {image.shape}")
+        raise BadInputError(f"thumbnail_png needs a non-empty 2-D image, got shape {image.shape}")
     if max_size < 1:
-        raise ValueError(f"max_size must be positive, got {max_size}")
+        raise BadInputError(f"max_size must be positive, got {max_size}")
     factor = max(1, max(image.shape) // max_size)
     reduced = block_mean(_fill_non_finite(image), factor)
     picture = Image.fromarray(asinh_stretch(reduced))  # 2-D uint8 -> mode "L"

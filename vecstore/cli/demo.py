@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import classification_report
 
-from ingest.engine.local import IngestOptions, ingest
+from ingest.engine.driver import IngestOptions
+from ingest.engine.local import ingest
 from ingest.labels.importer import import_labels
 from ingest.simulate.survey import simulate_survey
 from query.classify import classify_all, classify_exposures
@@ -33,7 +34,7 @@ from query.export import bad_exposures, badexp_text
 from query.train import describe_training, train
 from vecstore.config import Config
 from vecstore.decam import ALL_CCDNAMES, focal_plane_positions
-from vecstore.errors import VecError
+from vecstore.errors import BadInputError
 from vecstore.models import Model
 from vecstore.store import Store, remove_store
 from vecstore.vocabulary import CATEGORIES, GOOD
@@ -237,7 +238,7 @@ def run_demo(
             remove_store(store_path)
         shutil.rmtree(data, ignore_errors=True)
     elif (store_path / "catalog.duckdb").exists():
-        raise VecError(
+        raise BadInputError(
             f"{store_path} already holds a demo store; pass --fresh to start again, or another --store"
         )
     name, why = choose_embedder(options)
@@ -260,12 +261,12 @@ def run_demo(
         summary = ingest(
             store,
             [data],
-            IngestOptions(
+            IngestOptions.from_config(  # the [ingest] section (batch size...), with the demo's choices
+                config.ingest,
                 release="sim",
                 embedder=name,
                 weights=options.weights,
                 workers=options.workers,
-                batch_size=16,
                 seed=options.seed,
             ),
         )
