@@ -42,7 +42,7 @@ from bench.common import (  # noqa: E402
     timed,
 )
 from query.knn import class_probabilities, find_neighbours  # noqa: E402
-from vecstore.index import build_index, search  # noqa: E402
+from vecstore.index import FaissSearcher, build_index, search  # noqa: E402
 from vecstore.postprocess import PostProcessor, fit_postprocessor  # noqa: E402
 
 DIM = 768
@@ -107,7 +107,9 @@ def vec_probabilities(model: VecClassifier, queries: np.ndarray, seconds: dict[s
     """Class probabilities of ``queries``; adds the time of each step to ``seconds``."""
     projected = _timed(seconds, "transform", lambda: model.processor.transform(queries))
     neighbours = _timed(
-        seconds, "search", lambda: find_neighbours(model.index, projected, K, model.ids, model.labels)
+        seconds,
+        "search",
+        lambda: find_neighbours(FaissSearcher(model.index), projected, K, model.ids, model.labels),
     )
     return _timed(seconds, "vote", lambda: class_probabilities(neighbours.labels, N_CLASSES))
 

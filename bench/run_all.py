@@ -23,7 +23,9 @@ BENCHMARKS = (
     "qa_bench",
     "embedder_bench",
     "classify_bench",
+    "unknown_bench",
     "review_bench",
+    "exact_knn_bench",
     "scale_bench",
 )
 

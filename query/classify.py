@@ -42,6 +42,7 @@ class Rule:
     fraction: float = 0.0  # calibrated: an exposure is bad when this share of its CCDs is flagged
     prob_cut: float = 0.9  # paper: a CCD is bad at top bad-class probability >= prob_cut
     min_bad_ccds: int = 3  # paper: an exposure is bad with this many bad CCDs
+    unknown_distance: float | None = None  # k-th neighbour distance beyond which a CCD is "unknown"
 
     @classmethod
     def of(cls, model: Model, cfg: ClassifyConfig) -> Rule:
@@ -51,6 +52,7 @@ class Rule:
             "calibrated",
             threshold=float(model.settings["threshold"] if cfg.threshold < 0 else cfg.threshold),
             fraction=float(model.settings["fraction"] if cfg.fraction < 0 else cfg.fraction),
+            unknown_distance=model.settings.get("unknown_distance"),
         )
 
     def describe(self) -> str:
@@ -67,7 +69,12 @@ class Rule:
     def as_dict(self) -> dict:
         if self.name == "paper":
             return {"rule": "paper", "prob_cut": self.prob_cut, "min_bad_ccds": self.min_bad_ccds}
-        return {"rule": "calibrated", "threshold": self.threshold, "fraction": self.fraction}
+        return {
+            "rule": "calibrated",
+            "threshold": self.threshold,
+            "fraction": self.fraction,
+            "unknown_distance": self.unknown_distance,
+        }
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,9 @@ class CCDResult:
     verdict: CCDVerdict
     probs: dict[str, float]
     neighbours: list[dict]  # ccd_id, expnum, ccdname, label, distance — who voted
+    # Out of distribution: the k-th neighbour is farther than nearly every labelled CCD's (calibrated).
+    unknown: bool = False
+    kth_distance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,7 @@ class ExposureResult:
             "n_bad": self.verdict.n_bad,
             "n_ccds": self.verdict.n_ccds,
             "mean_prob": self.verdict.mean_prob,
+            "n_unknown": n_unknown(self),
             "ccds": [
                 {
                     "ccd_id": c.ccd_id,
@@ -110,6 +121,8 @@ class ExposureResult:
                     "p_bad": round(c.verdict.p_bad, 6),
                     "top_bad": c.verdict.top_bad,
                     "top_bad_prob": round(c.verdict.top_bad_prob, 6),
+                    "unknown": c.unknown,
+                    "kth_distance": c.kth_distance,
                     "probs": c.probs,
                     "neighbours": c.neighbours,
                 }
@@ -146,7 +159,7 @@ def classify_vectors(
     and the neighbour table. With ``expnums``, reference CCDs of the query's own exposure never vote."""
     ref_ids, ref_labels = model.reference_labels()
     neighbours = find_neighbours(
-        model.reference_index(),
+        model.reference_searcher(),
         model.postprocessor.transform(raw_vectors),
         cfg.k,
         ref_ids,
@@ -189,6 +202,8 @@ def _results(store, model, ids, expnums, ccdnames, raw_vectors, cfg) -> list[CCD
         store, model, raw_vectors, cfg, np.asarray(expnums, dtype=np.int64)
     )
     voters = _neighbour_rows(store, model, neighbours)
+    kth = neighbours.distances[:, -1].astype(np.float64)
+    limit = Rule.of(model, cfg).unknown_distance
     return [
         CCDResult(
             int(i),
@@ -197,6 +212,8 @@ def _results(store, model, ids, expnums, ccdnames, raw_vectors, cfg) -> list[CCD
             v,
             {c: round(float(p), 6) for c, p in zip(model.classes, row, strict=True) if p},
             voters[j],
+            unknown=bool(limit is not None and kth[j] > limit),
+            kth_distance=round(float(kth[j]), 6),
         )
         for j, (i, e, n, v, row) in enumerate(zip(ids, expnums, ccdnames, verdicts, probs, strict=True))
     ]
@@ -219,6 +236,10 @@ def _exposure_results(model, cfg, expnums, results: list[CCDResult], source: str
         ExposureResult(e, vote(by_exposure[e], rule, model.classes), by_exposure[e], source, rule)
         for e in expnums
     ]
+
+
+def n_unknown(result: ExposureResult) -> int:
+    return sum(c.unknown for c in result.ccds)
 
 
 # ------------------------------------------------------------------------------------------------ sampling
@@ -413,58 +434,45 @@ def classify_all(
 
 
 def _write_predictions(store: Store, run_id: int, version: str, results: list[ExposureResult]) -> None:
-    ccd_rows = [
-        (
-            run_id,
-            version,
-            c.ccd_id,
-            r.expnum,
-            c.ccdname,
-            c.verdict.label,
-            c.verdict.prob,
-            c.verdict.is_bad,
-            json.dumps(c.probs),
-            json.dumps([[n["ccd_id"], n["label"], n["distance"]] for n in c.neighbours]),
-        )
-        for r in results
-        for c in r.ccds
-    ]
-    exposure_rows = [
-        (
-            run_id,
-            version,
-            r.expnum,
-            r.verdict.is_bad,
-            r.verdict.category,
-            r.verdict.n_bad,
-            r.verdict.n_ccds,
-            r.verdict.mean_prob,
-        )
-        for r in results
-    ]
+    ccds = [(r, c) for r in results for c in r.ccds]
     ccd_table = pa.table(
-        list(zip(*ccd_rows, strict=True)),
-        names=[
-            "run_id",
-            "model_version",
-            "ccd_id",
-            "expnum",
-            "ccdname",
-            "label",
-            "prob",
-            "is_bad",
-            "probs",
-            "neighbours",
-        ],
+        {
+            "run_id": [run_id] * len(ccds),
+            "model_version": [version] * len(ccds),
+            "ccd_id": [c.ccd_id for _, c in ccds],
+            "expnum": [r.expnum for r, _ in ccds],
+            "ccdname": [c.ccdname for _, c in ccds],
+            "label": [c.verdict.label for _, c in ccds],
+            "prob": [c.verdict.prob for _, c in ccds],
+            "is_bad": [c.verdict.is_bad for _, c in ccds],
+            "probs": [json.dumps(c.probs) for _, c in ccds],
+            "neighbours": [
+                json.dumps([[n["ccd_id"], n["label"], n["distance"]] for n in c.neighbours]) for _, c in ccds
+            ],
+            "p_bad": [c.verdict.p_bad for _, c in ccds],
+            "top_bad": [c.verdict.top_bad for _, c in ccds],
+            "unknown": [c.unknown for _, c in ccds],
+            "kth_distance": [c.kth_distance for _, c in ccds],
+        }
     )
     exposure_table = pa.table(
-        list(zip(*exposure_rows, strict=True)),
-        names=["run_id", "model_version", "expnum", "is_bad", "category", "n_bad", "n_ccds", "mean_prob"],
+        {
+            "run_id": [run_id] * len(results),
+            "model_version": [version] * len(results),
+            "expnum": [r.expnum for r in results],
+            "is_bad": [r.verdict.is_bad for r in results],
+            "category": [r.verdict.category for r in results],
+            "n_bad": [r.verdict.n_bad for r in results],
+            "n_ccds": [r.verdict.n_ccds for r in results],
+            "mean_prob": [r.verdict.mean_prob for r in results],
+            "n_unknown": [n_unknown(r) for r in results],
+            "rule": [r.rule.name if r.rule else None for r in results],
+        }
     )
     with store.transaction() as con:
         con.register("new_ccd", ccd_table)
         con.register("new_exposure", exposure_table)
-        con.execute("INSERT INTO ccd_predictions SELECT * FROM new_ccd")
-        con.execute("INSERT INTO exposure_predictions SELECT * FROM new_exposure")
+        con.execute("INSERT INTO ccd_predictions BY NAME SELECT * FROM new_ccd")
+        con.execute("INSERT INTO exposure_predictions BY NAME SELECT * FROM new_exposure")
         con.unregister("new_ccd")
         con.unregister("new_exposure")

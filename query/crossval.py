@@ -18,8 +18,8 @@ from query.calibrate import GridScores, default_grid, plateau_centre, score_grid
 from query.good_set import draw_good
 from query.knn import class_probabilities, find_neighbours
 from query.vote import p_bad_of
-from vecstore import index as vindex
 from vecstore.errors import TrainingError
+from vecstore.exact_l1 import ExactL1Index, ExactL1Searcher
 from vecstore.postprocess import fit_postprocessor
 from vecstore.vocabulary import CATEGORIES, GOOD, expnum_of
 
@@ -44,6 +44,7 @@ class CrossValidation:
     folds: int
     n_bad_exposures: int
     n_good_exposures: int
+    unknown_distance: float  # the unknown_quantile of held-out CCDs' k-th neighbour distances
 
     def summary(self) -> dict:
         return {
@@ -51,6 +52,7 @@ class CrossValidation:
             "folds": self.folds,
             "bad_exposures": self.n_bad_exposures,
             "good_exposures": self.n_good_exposures,
+            "unknown_distance": self.unknown_distance,
             "thresholds": self.grid.thresholds.tolist(),
             "fractions": self.grid.fractions.tolist(),
             "score_grid": np.round(self.grid.score, 6).tolist(),
@@ -83,13 +85,14 @@ def class_codes(labels: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
     return classes, np.array([code[c] for c in labels], dtype=np.int64)
 
 
-def _fold_p_bad(pool, ref_ids, ref_labels, queries: list[int], k: int, fit) -> dict[int, np.ndarray]:
+def _fold_p_bad(pool, ref_ids, ref_labels, queries: list[int], k: int, fit) -> tuple[dict, np.ndarray]:
+    """Each held-out exposure's CCD ``p_bad``, and every held-out CCD's k-th neighbour distance."""
     processor = fit(pool.vectors(ref_ids))
     classes, codes = class_codes(ref_labels)
-    index = vindex.build_index(processor.transform(pool.vectors(ref_ids)), ref_ids, "Flat")
+    searcher = ExactL1Searcher(ExactL1Index.build(processor.transform(pool.vectors(ref_ids))), ref_ids)
     query_ids = np.sort(np.concatenate([pool.members[e] for e in queries]))
     neighbours = find_neighbours(
-        index,
+        searcher,
         processor.transform(pool.vectors(query_ids)),
         k,
         ref_ids,
@@ -98,7 +101,7 @@ def _fold_p_bad(pool, ref_ids, ref_labels, queries: list[int], k: int, fit) -> d
         query_expnums=expnum_of(query_ids),
     )
     p_bad = p_bad_of(class_probabilities(neighbours.labels, len(classes)), classes)
-    return {e: p_bad[expnum_of(query_ids) == e] for e in queries}
+    return {e: p_bad[expnum_of(query_ids) == e] for e in queries}, neighbours.distances[:, -1]
 
 
 def cross_validate(pool: LabelledPool, train_cfg, classify_cfg, fit, seed: int) -> CrossValidation:
@@ -113,6 +116,7 @@ def cross_validate(pool: LabelledPool, train_cfg, classify_cfg, fit, seed: int) 
     rng = np.random.default_rng(seed)
     fold_of = {**assign_folds(bad_exp, n_folds, rng), **assign_folds(good_exp, n_folds, rng)}
     p_bad: dict[int, np.ndarray] = {}
+    kth: list[np.ndarray] = []
     for fold in range(n_folds):
         held = [e for e in (*bad_exp, *good_exp) if fold_of[e] == fold]
         ref_ids, ref_labels = reference_set(
@@ -122,7 +126,9 @@ def cross_validate(pool: LabelledPool, train_cfg, classify_cfg, fit, seed: int) 
             train_cfg.good_per_bad,
             rng,
         )
-        p_bad.update(_fold_p_bad(pool, ref_ids, ref_labels, held, classify_cfg.k, fit))
+        fold_p_bad, fold_kth = _fold_p_bad(pool, ref_ids, ref_labels, held, classify_cfg.k, fit)
+        p_bad.update(fold_p_bad)
+        kth.append(fold_kth)
     expnums = sorted(p_bad)
     bad_set = set(bad_exp)
     thresholds, fractions = default_grid(train_cfg.grid_step)
@@ -135,7 +141,10 @@ def cross_validate(pool: LabelledPool, train_cfg, classify_cfg, fit, seed: int) 
         train_cfg.precision_target,
     )
     chosen = grid.at(*plateau_centre(grid.score))
-    return CrossValidation(grid, chosen, n_folds, len(bad_exp), len(good_exp))
+    # A CCD farther from its k-th reference neighbour than this share of held-out labelled CCDs is
+    # "unknown": it looks like nothing the labels describe (a new kind of artifact, or a new survey).
+    unknown = float(np.quantile(np.concatenate(kth), train_cfg.unknown_quantile))
+    return CrossValidation(grid, chosen, n_folds, len(bad_exp), len(good_exp), unknown)
 
 
 def make_fitter(postprocess_cfg, method, blocks) -> Callable[[np.ndarray], object]:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vecstore import index as vindex
 from vecstore.errors import TrainingError
 
 
@@ -31,7 +30,7 @@ class Neighbours:
 
 
 def find_neighbours(
-    index,
+    searcher,
     queries: np.ndarray,
     k: int,
     reference_ids: np.ndarray,
@@ -40,15 +39,18 @@ def find_neighbours(
     reference_expnums: np.ndarray | None = None,
     query_expnums: np.ndarray | None = None,
 ) -> Neighbours:
-    """Search the reference index and attach each neighbour's label (by id, never by row).
+    """Search the reference set and attach each neighbour's label (by id, never by row).
+
+    ``searcher`` has ``size`` and ``search(queries, n) -> (distances, ccd_ids)``: vec's exact L1 index
+    (:class:`vecstore.exact_l1.ExactL1Searcher`) or a FAISS index (:class:`vecstore.index.FaissSearcher`).
 
     With ``reference_expnums`` and ``query_expnums``, no CCD is classified by reference CCDs of its own
     exposure: the search asks for k plus as many extra neighbours as the query's exposure has reference
     CCDs, then drops those. A CCD voting for itself (distance 0) would make every reference look right.
     """
     extra = _own_exposure_references(reference_expnums, query_expnums)
-    n_search = min(k + extra, vindex.index_size(index))
-    distances, ids = vindex.search(index, queries, n_search)
+    n_search = min(k + extra, searcher.size)
+    distances, ids = searcher.search(queries, n_search)
     if (ids < 0).any() or n_search < k:
         raise TrainingError(
             f"the reference index holds fewer than k={k} usable neighbours; lower -k or label more exposures"

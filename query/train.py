@@ -285,6 +285,8 @@ def _train_calibrated(store: Store, config: Config, good_from: str) -> TrainResu
         "threshold": cv.chosen["threshold"],
         "fraction": cv.chosen["fraction"],
         "objective": config.train.objective,
+        "unknown_distance": cv.unknown_distance,
+        "unknown_quantile": config.train.unknown_quantile,
         "cv": cv.summary(),
         "postprocess_method": method if isinstance(method, str) else list(method),
         "postprocess_steps": list(processor.steps),

@@ -222,3 +222,36 @@ def test_paper_rule_reproduces_vec_first_version_bit_for_bit(tmp_path):
         results = classify_exposures(store, model, expnums, PAPER.classify)
     assert [_paper_fields(r.as_dict()) for r in results] == [_paper_fields(r) for r in golden["results"]]
     assert any(0 < c["prob"] < 1 for r in golden["results"] for c in r["ccds"])  # not a trivial case
+
+
+def test_a_ccd_unlike_every_reference_is_flagged_unknown(tmp_path):
+    from query.classify import classify_exposures as classify
+
+    store, truth = make_store(tmp_path / "s", spread=2.0, n_good=30)
+    with store:
+        result = train(store, Config())
+        limit = result.settings["unknown_distance"]
+        assert limit > 0
+        rows = [
+            {
+                "ccd_id": 399999 * 100 + n,
+                "expnum": 399999,
+                "ccdnum": n,
+                "ccdname": f"S{n}",
+                "filter": "r",
+                "exptime": 90.0,
+                "release": "test",
+                "path": "/none/399999.fits.fz",
+                "hdu": f"S{n}",
+            }
+            for n in range(1, 5)
+        ]
+        vectors = np.random.default_rng(9).normal(40.0, 1.0, (4, 48)).astype(np.float32)  # far from all
+        store.commit_batch(None, rows, vectors)
+        model = Model.current(store)
+        odd = classify(store, model, [399999], ClassifyConfig())[0]
+        usual = classify(store, model, sorted(truth), ClassifyConfig())
+    assert all(c.unknown and c.kth_distance > limit for c in odd.ccds)
+    assert odd.as_dict()["n_unknown"] == 4 and all(c["unknown"] for c in odd.as_dict()["ccds"])
+    flagged = sum(c.unknown for r in usual for c in r.ccds) / sum(len(r.ccds) for r in usual)
+    assert flagged < 0.05  # about 1 % of labelled CCDs by construction (the 0.99 quantile)

@@ -89,3 +89,46 @@ def test_malformed_specs_refused(spec):
 @pytest.mark.parametrize("spec", ["Flat", "HNSW32", "HNSW32,Flat", "IVF64,Flat"])
 def test_supported_specs(spec):
     assert vindex.validate_spec(spec) == spec
+
+
+def test_exact_l1_index_equals_scikit_learn_and_faiss_flat():
+    from sklearn.neighbors import KDTree
+
+    from vecstore.exact_l1 import ExactL1Index, ExactL1Searcher
+    from vecstore.index import FaissSearcher, build_index
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(6, 15)) * 3
+    refs = (centres[rng.integers(0, 6, 5000)] + rng.normal(size=(5000, 15))).astype(np.float32)
+    queries = (centres[rng.integers(0, 6, 700)] + rng.normal(size=(700, 15))).astype(np.float32)
+    ids = np.arange(5000, dtype=np.int64) * 100 + 7
+    exact = ExactL1Searcher(ExactL1Index.build(refs), ids)
+    assert len(np.unique(np.diff(exact.index.starts))) > 1  # several cells: the pruning is exercised
+    d, found = exact.search(queries, 9)
+    sk_d, sk_rows = KDTree(refs.astype(np.float64), metric="manhattan").query(queries.astype(np.float64), 9)
+    np.testing.assert_array_equal(found, ids[sk_rows])
+    np.testing.assert_allclose(d, sk_d, rtol=0, atol=1e-12)
+    f_d, f_ids = FaissSearcher(build_index(refs, ids, "Flat")).search(queries, 9)
+    np.testing.assert_array_equal(found, f_ids)
+    np.testing.assert_allclose(d, f_d, rtol=1e-5)
+
+
+def test_exact_l1_ties_go_to_the_lower_row_and_k_is_capped():
+    from vecstore.exact_l1 import ExactL1Index
+
+    refs = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]] * 3, dtype=np.float32)
+    distances, rows = ExactL1Index.build(refs).search(np.array([[0.5, 0.5]]), 5)
+    assert rows.tolist() == [[0, 1, 2, 3, 4]] and distances.tolist() == [[1.0] * 5]
+    _, rows = ExactL1Index.build(refs[:3]).search(np.zeros((1, 2)), 7)
+    assert rows.shape == (1, 3)
+
+
+def test_exact_l1_index_round_trips_through_a_file(tmp_path):
+    from vecstore.exact_l1 import ExactL1Index
+
+    refs = np.random.default_rng(1).normal(size=(3000, 6)).astype(np.float32)
+    index = ExactL1Index.build(refs)
+    index.save(tmp_path / "x.npz")
+    again = ExactL1Index.load(tmp_path / "x.npz")
+    q = refs[:50] + 0.01
+    assert [a.tolist() for a in index.search(q, 4)] == [a.tolist() for a in again.search(q, 4)]

@@ -81,6 +81,13 @@ CREATE TABLE IF NOT EXISTS exposure_predictions (
     n_bad INTEGER, n_ccds INTEGER, mean_prob DOUBLE,
     PRIMARY KEY (run_id, expnum)
 );
+-- Added with the calibrated rule and the unknown flag (stores made before get them on open).
+ALTER TABLE ccd_predictions ADD COLUMN IF NOT EXISTS p_bad DOUBLE;
+ALTER TABLE ccd_predictions ADD COLUMN IF NOT EXISTS top_bad VARCHAR;
+ALTER TABLE ccd_predictions ADD COLUMN IF NOT EXISTS unknown BOOLEAN;
+ALTER TABLE ccd_predictions ADD COLUMN IF NOT EXISTS kth_distance DOUBLE;
+ALTER TABLE exposure_predictions ADD COLUMN IF NOT EXISTS n_unknown INTEGER;
+ALTER TABLE exposure_predictions ADD COLUMN IF NOT EXISTS rule VARCHAR;
 -- Analysts' verdicts (`vec labels add`): one per analyst and target, a second one replaces the first.
 -- ccdnum 0 = the whole exposure (level 'exposure'); category is one of the 11 or 'good'.
 CREATE TABLE IF NOT EXISTS analyst_labels (

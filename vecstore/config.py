@@ -190,6 +190,8 @@ class TrainConfig(Section):
     precision_target: float = knob(0.95, **PROBABILITY_CUT)  # for objective = recall_at_precision
     grid_step: float = knob(0.05, low=0.0, low_open=True, high=0.5)  # spacing of the t and f grids
     tune_iterations: int = knob(40, low=1)  # candidates `vec train --tune` draws (HalvingRandomSearchCV)
+    # a CCD whose k-th neighbour is farther than this quantile of the held-out labelled CCDs' is "unknown"
+    unknown_quantile: float = knob(0.99, low=0.5, high=1.0)
 
 
 @dataclass(frozen=True)

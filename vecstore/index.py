@@ -68,6 +68,26 @@ def index_size(index: faiss.Index) -> int:
     return int(index.ntotal)
 
 
+class FaissSearcher:
+    """A FAISS index behind the same two members as :class:`vecstore.exact_l1.ExactL1Searcher`."""
+
+    def __init__(self, index: faiss.Index):
+        self.index = index
+
+    @property
+    def size(self) -> int:
+        return index_size(self.index)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return search(self.index, queries, k)
+
+
+def flat_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) held by an ``IndexIDMap2`` over a flat index, in insertion order."""
+    inner = faiss.downcast_index(index.index)
+    return index_ids(index), inner.reconstruct_n(0, inner.ntotal).astype(np.float32)
+
+
 def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(distances, ccd_ids)`` each (n, k); missing neighbours (k > ntotal) have id -1."""
     q = np.ascontiguousarray(queries, dtype=np.float32)

@@ -20,6 +20,7 @@ import numpy as np
 
 from vecstore import index as vindex
 from vecstore.errors import NotFoundError, NotTrainedError
+from vecstore.exact_l1 import ExactL1Index, ExactL1Searcher
 from vecstore.postprocess import PostProcessor
 from vecstore.store import Store
 
@@ -27,6 +28,7 @@ CURRENT = "CURRENT"
 REFERENCE_INDEX = "reference.faiss"
 CORPUS_INDEX = "corpus.faiss"
 REFERENCE_LABELS = "reference_labels.npz"
+REFERENCE_EXACT = "reference_exact.npz"  # vec's exact L1 index over the same vectors (Flat specs)
 SETTINGS = "model.json"
 # The label-free corpus space `vec similar` searches before any model (vecstore/corpus_space.py): it lives
 # beside the versions, and is not one of them.
@@ -91,10 +93,10 @@ def write_model(
     tmp.mkdir(parents=True)
     postprocessor.save(tmp)
     _, ref_vectors = store.load_embeddings(reference.ids)
-    vindex.save_index(
-        vindex.build_index(postprocessor.transform(ref_vectors), reference.ids, reference_spec),
-        tmp / REFERENCE_INDEX,
-    )
+    projected = postprocessor.transform(ref_vectors)
+    vindex.save_index(vindex.build_index(projected, reference.ids, reference_spec), tmp / REFERENCE_INDEX)
+    if reference_spec.strip().lower() == "flat":
+        ExactL1Index.build(projected).save(tmp / REFERENCE_EXACT)
     np.savez(tmp / REFERENCE_LABELS, ids=reference.ids, labels=reference.labels)
     vindex.save_index(
         build_corpus_index(store, postprocessor, corpus_spec, ef_construction), tmp / CORPUS_INDEX
@@ -143,6 +145,7 @@ class Model:
         self.settings: dict[str, Any] = json.loads((self.dir / SETTINGS).read_text())
         self.postprocessor = PostProcessor.load(self.dir)
         self._reference = None
+        self._exact = None
         self._corpus = None
 
     @classmethod
@@ -189,6 +192,24 @@ class Model:
         if self._reference is None:
             self._reference = vindex.load_index(self.dir / REFERENCE_INDEX)
         return self._reference
+
+    def reference_searcher(self):
+        """What classification searches: the exact L1 index when the reference set is Flat (built and
+        cached for versions written before it existed), else the FAISS index. A paper-rule model keeps
+        FAISS: its float32 distances are part of the output the golden test pins (the neighbours are the
+        same; the exact index's float64 distances differ in the 7th digit)."""
+        if self.rule == "paper" or self.settings.get("reference_index", "Flat").strip().lower() != "flat":
+            return vindex.FaissSearcher(self.reference_index())
+        if self._exact is None:
+            path = self.dir / REFERENCE_EXACT
+            if path.exists():
+                exact = ExactL1Index.load(path)
+                ids = self.reference_labels()[0]
+            else:
+                ids, vectors = vindex.flat_vectors(self.reference_index())
+                exact = ExactL1Index.build(vectors)
+            self._exact = ExactL1Searcher(exact, ids)
+        return self._exact
 
     def reference_labels(self) -> tuple[np.ndarray, np.ndarray]:
         with np.load(self.dir / REFERENCE_LABELS, allow_pickle=False) as arrays:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from query.classify import ExposureResult
+from query.classify import ExposureResult, n_unknown
 from query.gateway import ccd_hdus, read_pixels
 from vecstore.errors import BadInputError
 from vecstore.store import Store
@@ -18,6 +18,7 @@ def format_classification(result: ExposureResult, max_neighbours: int = 3) -> st
         f"exposure {result.expnum}: {'BAD' if v.is_bad else 'good'}"
         + (f" ({v.category}, p={v.mean_prob:.2f})" if v.is_bad else "")
         + f" - {v.n_bad} of {v.n_ccds} CCDs bad"
+        + (f", {n_unknown(result)} unknown (?)" if n_unknown(result) else "")
         + ("" if result.source == "store" else f"  [{result.source}]")
     )
     lines = [
@@ -31,7 +32,7 @@ def format_classification(result: ExposureResult, max_neighbours: int = 3) -> st
             for n in ccd.neighbours[:max_neighbours]
         )
         v = ccd.verdict
-        flag = "*" if v.is_bad else " "
+        flag = "?" if ccd.unknown else "*" if v.is_bad else " "
         name = ccd.ccdname or str(ccd.ccd_id)
         top = f"{v.top_bad} {v.top_bad_prob:.2f}" if v.top_bad else "-"
         lines.append(f" {flag}{name:<5}{v.label:<22}{v.prob:>6.2f}{v.p_bad:>7.2f}  {top:<27}{voters}")

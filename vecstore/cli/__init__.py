@@ -27,6 +27,8 @@ from vecstore.cli import store  # noqa: E402, F401
 from vecstore.cli import ingest  # noqa: E402, F401
 from vecstore.cli import query  # noqa: E402, F401
 from vecstore.cli import labels  # noqa: E402, F401
+from vecstore.cli import analysts, nightly  # noqa: E402, F401
+from vecstore.cli import review  # noqa: E402, F401
 
 # isort: on
 
