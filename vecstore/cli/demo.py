@@ -69,7 +69,7 @@ class Found:
     def line(self) -> str:
         return (
             f"{self.rule} rule: found {self.found} of {self.bad} bad exposures "
-            f"({self.false_alarms} false alarms among {self.good} good)"
+            f"({self.false_alarms} false alarm{'' if self.false_alarms == 1 else 's'} among {self.good} good)"
         )
 
 
