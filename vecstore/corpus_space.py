@@ -32,7 +32,7 @@ import numpy as np
 from vecstore import index as vindex
 from vecstore.config import Config
 from vecstore.errors import TrainingError
-from vecstore.models import CORPUS_INDEX, SETTINGS, UNLABELLED_SPACE, Model, current_version
+from vecstore.models import CORPUS_INDEX, SETTINGS, UNLABELLED_SPACE, Model, add_missing_ccds, current_version
 from vecstore.postprocess import PostProcessor, fit_postprocessor, resolve_methods
 from vecstore.store import Store
 
@@ -75,12 +75,7 @@ class LabelFreeSpace:
 
     def catch_up(self) -> int:
         """Project and add committed CCDs the index lacks (as :meth:`Model.catch_up`); how many."""
-        have = vindex.index_ids(self._corpus)
-        missing = np.setdiff1d(self.store.committed_ids(), have, assume_unique=True)
-        if len(missing):
-            ids, vectors = self.store.load_embeddings(missing)
-            vindex.add_vectors(self._corpus, self.postprocessor.transform(vectors), ids)
-        return int(len(missing))
+        return add_missing_ccds(self.store, self._corpus, self.postprocessor)
 
     def is_stale(self, config: Config) -> bool:
         """Fitted on less than half the sample it would be fitted on now (or with other settings)."""

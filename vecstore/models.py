@@ -133,6 +133,15 @@ def build_corpus_index(store: Store, postprocessor: PostProcessor, spec: str, ef
     return index
 
 
+def add_missing_ccds(store: Store, index, postprocessor: PostProcessor) -> int:
+    """Project and add to a corpus ``index`` the committed CCDs it lacks; returns how many were added."""
+    missing = np.setdiff1d(store.committed_ids(), vindex.index_ids(index), assume_unique=True)
+    if len(missing):
+        ids, vectors = store.load_embeddings(missing)
+        vindex.add_vectors(index, postprocessor.transform(vectors), ids)
+    return int(len(missing))
+
+
 class Model:
     """A loaded model version. Indexes load lazily; the corpus index catches up with the catalog."""
 
@@ -227,12 +236,7 @@ class Model:
 
     def catch_up(self) -> int:
         """Project and add committed CCDs the corpus index lacks; returns how many were added."""
-        have = vindex.index_ids(self._corpus)
-        missing = np.setdiff1d(self.store.committed_ids(), have, assume_unique=True)
-        if len(missing):
-            ids, vectors = self.store.load_embeddings(missing)
-            vindex.add_vectors(self._corpus, self.postprocessor.transform(vectors), ids)
-        return int(len(missing))
+        return add_missing_ccds(self.store, self._corpus, self.postprocessor)
 
     def add_to_corpus(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add freshly committed raw vectors (an ingest after training) so search sees them at once.
