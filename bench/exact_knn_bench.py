@@ -7,6 +7,10 @@ plain Gaussian (no structure: the worst case for any pruning). Build times are r
 (vec builds its cells once per model version, when ``vec train`` writes it). Agreement: share of queries
 whose 7 neighbour ids equal the KD-tree's exactly (the data have no distance ties).
 
+Also vec's torch searcher (query/knn_torch.py, what ``[classify] knn_device`` uses on a GPU): brute force
+on the CPU cores (torch's cdist), and on the GPU when torch sees one (the first CUDA device; its build
+column includes the copy to the device, its first search — CUDA's start — is not timed).
+
     python bench/exact_knn_bench.py [--quick]
 """
 
@@ -21,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bench.common import Report, Table, best, interleaved, log, parse_args, rate, ratio, repeats_for, timed  # noqa: E402
+from query.knn_torch import TorchL1Searcher  # noqa: E402
 from vecstore.exact_l1 import ExactL1Index  # noqa: E402
 
 K = 7
@@ -48,11 +53,22 @@ def methods(refs: np.ndarray):
     _, flat_s = timed(lambda: flat.add(refs))
     exact, exact_s = timed(lambda: ExactL1Index.build(refs))
     exact.search(refs[:4], K)  # compile (cached on disk after the first run)
-    return {
+    found = {
         "scikit-learn KDTree (baseline)": (tree_s, lambda q: tree.query(q.astype(np.float64), K)[1]),
         "FAISS IndexFlat(METRIC_L1)": (flat_s, lambda q: flat.search(q, K)[1]),
         "vec ExactL1Index": (exact_s, lambda q: exact.search(q, K)[1]),
     }
+    for device in torch_devices():
+        on_torch, torch_s = timed(lambda d=device: TorchL1Searcher(refs, np.arange(len(refs)), d))
+        on_torch.search(refs[:4], K)  # CUDA's start (and torch's first-call costs) out of the timing
+        found[f"vec TorchL1Searcher ({device})"] = (torch_s, lambda q, s=on_torch: s.search(q, K)[1])
+    return found
+
+
+def torch_devices() -> list[str]:
+    import torch
+
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
 
 def run_data_set(name: str, refs, queries, repeats: int, report: Report) -> Table:

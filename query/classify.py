@@ -166,6 +166,7 @@ def classify_vectors(
         ref_labels,
         reference_expnums=expnum_of(ref_ids),
         query_expnums=expnums,
+        device=cfg.knn_device,
     )
     probs = class_probabilities(neighbours.labels, len(model.classes), model.class_weights)
     rule = Rule.of(model, cfg)

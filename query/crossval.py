@@ -85,7 +85,9 @@ def class_codes(labels: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
     return classes, np.array([code[c] for c in labels], dtype=np.int64)
 
 
-def _fold_p_bad(pool, ref_ids, ref_labels, queries: list[int], k: int, fit) -> tuple[dict, np.ndarray]:
+def _fold_p_bad(
+    pool, ref_ids, ref_labels, queries: list[int], k: int, fit, device: str = "cpu"
+) -> tuple[dict, np.ndarray]:
     """Each held-out exposure's CCD ``p_bad``, and every held-out CCD's k-th neighbour distance."""
     processor = fit(pool.vectors(ref_ids))
     classes, codes = class_codes(ref_labels)
@@ -99,6 +101,7 @@ def _fold_p_bad(pool, ref_ids, ref_labels, queries: list[int], k: int, fit) -> t
         codes,
         reference_expnums=expnum_of(ref_ids),
         query_expnums=expnum_of(query_ids),
+        device=device,
     )
     p_bad = p_bad_of(class_probabilities(neighbours.labels, len(classes)), classes)
     return {e: p_bad[expnum_of(query_ids) == e] for e in queries}, neighbours.distances[:, -1]
@@ -126,7 +129,9 @@ def cross_validate(pool: LabelledPool, train_cfg, classify_cfg, fit, seed: int) 
             train_cfg.good_per_bad,
             rng,
         )
-        fold_p_bad, fold_kth = _fold_p_bad(pool, ref_ids, ref_labels, held, classify_cfg.k, fit)
+        fold_p_bad, fold_kth = _fold_p_bad(
+            pool, ref_ids, ref_labels, held, classify_cfg.k, fit, classify_cfg.knn_device
+        )
         p_bad.update(fold_p_bad)
         kth.append(fold_kth)
     expnums = sorted(p_bad)

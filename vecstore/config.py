@@ -209,6 +209,9 @@ class ClassifyConfig(Section):
     seed: int = knob(0, low=0)
     # exposures per transaction of a `classify --all` run: the unit lost on a crash
     chunk_exposures: int = knob(100, low=1)
+    # where the exact k-NN of a calibrated model runs: cpu (numba), cuda / cuda:N (torch), or auto (CUDA
+    # when torch sees a GPU and a search has >= 1000 queries, else cpu); same neighbours everywhere
+    knn_device: str = knob("auto", form=r"auto|cpu|cuda(:\d+)?", form_hint="auto, cpu, cuda or cuda:N")
 
 
 @dataclass(frozen=True)

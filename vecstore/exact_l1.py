@@ -12,7 +12,8 @@ FAISS's ``IndexFlat(METRIC_L1)`` is a generic loop no faster than the KD-tree. T
    distance is the same float64 sum, in the same order, as scikit-learn's);
 4. queries run in parallel over the cores.
 
-Ties: equal distances are ordered by reference row, lowest first.
+Ties: equal distances are ordered by reference row (the order of the vectors given to ``build``),
+lowest first, whichever cells they fall in; vec's reference sets are sorted by ccd_id, so by id.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _insert(best_d, best_i, distance, row):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def _search(columns, starts, lo, hi, queries, k, widest, out_d, out_i):  # pragma: no cover - compiled
+def _search(columns, starts, rows, lo, hi, queries, k, widest, out_d, out_i):  # pragma: no cover - compiled
     n_cells = lo.shape[0]
     for qi in prange(queries.shape[0]):
         query = queries[qi]
@@ -83,7 +84,7 @@ def _search(columns, starts, lo, hi, queries, k, widest, out_d, out_i):  # pragm
             _cell_distances(columns, start, stop, query, scratch)
             for j in range(stop - start):
                 if scratch[j] <= best_d[k - 1]:  # most distances fail here: keep the call off that path
-                    _insert(best_d, best_i, scratch[j], start + j)
+                    _insert(best_d, best_i, scratch[j], rows[start + j])  # ties: lower original row
         out_d[qi] = best_d
         out_i[qi] = best_i
 
@@ -131,8 +132,8 @@ class ExactL1Index:
         distances = np.empty((len(q), k))
         found = np.empty((len(q), k), dtype=np.int64)
         widest = int(np.diff(self.starts).max())
-        _search(self.columns, self.starts, self.lo, self.hi, q, k, widest, distances, found)
-        return distances, self.rows[found]
+        _search(self.columns, self.starts, self.rows, self.lo, self.hi, q, k, widest, distances, found)
+        return distances, found
 
     def save(self, path) -> None:
         np.savez(path, columns=self.columns, starts=self.starts, lo=self.lo, hi=self.hi, rows=self.rows)
