@@ -27,6 +27,7 @@ BENCHMARKS = (
     "review_bench",
     "exact_knn_bench",
     "scale_bench",
+    "serve_bench",
 )
 
 

@@ -6,7 +6,8 @@ The space searched is the current model's corpus index, or before any model the 
 exposure is left out (``include_own_exposure`` keeps it), and ``per_exposure=1`` keeps at most one CCD
 per exposure (the nearest). An optional SQL ``--where`` on the ``ccds`` table (e.g. ``filter = 'r'``)
 filters neighbours; the search widens geometrically until ``k`` neighbours pass every filter or the whole
-corpus has been looked at.
+corpus has been looked at. ``where_params`` binds the ``?`` placeholders of ``where`` (the web page
+builds its filter that way, so no text from a browser reaches the catalog as SQL).
 """
 
 from __future__ import annotations
@@ -74,12 +75,12 @@ def exposure_ccdnames(store: Store, expnum: int) -> list[str]:
     return table.column("ccdname").to_pylist()
 
 
-def _filter_ids(store: Store, ids: np.ndarray, where: str | None) -> set[int]:
+def _filter_ids(store: Store, ids: np.ndarray, where: str | None, params: list | None = None) -> set[int]:
     if where is None or not len(ids):
         return set(ids.tolist())
     listing = ", ".join(str(int(i)) for i in ids)
     try:
-        rows = store.query(f"SELECT ccd_id FROM ccds WHERE ccd_id IN ({listing}) AND ({where})")
+        rows = store.query(f"SELECT ccd_id FROM ccds WHERE ccd_id IN ({listing}) AND ({where})", params)
     except Exception as exc:  # duckdb's parser/binder errors: a user typo in --where
         raise BadInputError(
             f"--where {where!r} is not valid SQL on the ccds table: {str(exc).splitlines()[0]}; "
@@ -99,12 +100,14 @@ def search_similar(
     exclude_expnums: set[int] | None = None,
     per_exposure: int = 0,
     ef_search: int | None = None,
+    where_params: list | None = None,
 ) -> list[dict]:
     """The ``k`` nearest corpus CCDs to one raw embedding, with distance, label and metadata, best first.
 
     ``model``: a :class:`~vecstore.models.Model` or a :class:`~vecstore.corpus_space.LabelFreeSpace` (its
     ``postprocessor`` and ``corpus_index``). ``exclude``: ccd_ids left out; ``exclude_expnums``: exposures
     left out; ``per_exposure``: at most this many CCDs of one exposure (the nearest; 0 = no limit).
+    ``where_params``: values of the ``?`` placeholders in ``where``.
     ``ef_search``: HNSW search breadth (default: the store's ``index.hnsw_ef_search``); at least the number
     of candidates fetched, so a large ``k`` or a filter still finds its neighbours."""
     ef_search = ef_search or store.config.index.hnsw_ef_search
@@ -120,7 +123,7 @@ def search_similar(
         distances, ids = vindex.search(index, query, fetch)
         valid = ids[0] >= 0
         ids, distances = ids[0][valid], distances[0][valid]
-        allowed = _filter_ids(store, ids, where) - exclude
+        allowed = _filter_ids(store, ids, where, where_params) - exclude
         hits = _keep(ids, distances, allowed, exclude_expnums, per_exposure)
         if len(hits) >= k or fetch >= index.ntotal:
             return _describe(store, hits[:k])
@@ -176,6 +179,7 @@ def similar_to_ccd(
     where: str | None = None,
     include_own_exposure: bool = False,
     per_exposure: int = 0,
+    where_params: list | None = None,
 ) -> tuple[dict, list[dict]]:
     """Look-alikes of a CCD already in the store (the CCD itself, and by default its exposure, left out)."""
     ccd_id = resolve_ccd(store, reference)
@@ -191,6 +195,7 @@ def similar_to_ccd(
         exclude={ccd_id},
         exclude_expnums=own,
         per_exposure=per_exposure,
+        where_params=where_params,
     )
     return query, hits
 
@@ -205,6 +210,7 @@ def similar_to_file(
     weights: str | None = None,
     include_own_exposure: bool = False,
     per_exposure: int = 0,
+    where_params: list | None = None,
 ) -> tuple[dict, list[dict], np.ndarray]:
     """Look-alikes of one CCD of a FITS file (``FILE`` = its first CCD HDU, ``FILE:HDU`` = that HDU); the
     file's exposure, if the store holds it, is left out unless ``include_own_exposure``."""
@@ -226,6 +232,7 @@ def similar_to_file(
         exclude={meta.ccd_id},
         exclude_expnums=own,
         per_exposure=per_exposure,
+        where_params=where_params,
     )
     return query, hits, pixels
 
@@ -275,6 +282,7 @@ def find_similar(
     *,
     include_own_exposure: bool = False,
     per_exposure: int = 0,
+    where_params: list | None = None,
 ) -> SimilarResult:
     """Look-alikes of ``reference``: a CCD of the store (``EXPNUM/CCDNAME``, a ccd_id) or ``FILE[:HDU]``.
 
@@ -284,7 +292,12 @@ def find_similar(
         from vecstore.corpus_space import search_space
 
         model = search_space(store, store.config)
-    options = {"where": where, "include_own_exposure": include_own_exposure, "per_exposure": per_exposure}
+    options = {
+        "where": where,
+        "where_params": where_params,
+        "include_own_exposure": include_own_exposure,
+        "per_exposure": per_exposure,
+    }
     space = getattr(model, "space_description", "")
     if is_file_reference(reference):
         found = similar_to_file(store, model, reference, k, weights=weights, **options)

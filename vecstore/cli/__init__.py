@@ -14,7 +14,8 @@ Exit codes, so that ``vec ingest ... && next-step`` is safe:
 Layout: :mod:`~vecstore.cli.app` (the application, the store and config of a call, the error handler),
 :mod:`~vecstore.cli.options` (options several commands share), and one module per group of commands,
 each registering its commands when imported: :mod:`~vecstore.cli.store`, :mod:`~vecstore.cli.ingest`,
-:mod:`~vecstore.cli.query`, :mod:`~vecstore.cli.labels`. The demo's steps are in :mod:`~vecstore.cli.demo`.
+:mod:`~vecstore.cli.query`, :mod:`~vecstore.cli.labels`, :mod:`~vecstore.cli.serve` (the web pages, in
+:mod:`vecstore.cli.web`). The demo's steps are in :mod:`~vecstore.cli.demo`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from vecstore.cli import query  # noqa: E402, F401
 from vecstore.cli import labels  # noqa: E402, F401
 from vecstore.cli import analysts, nightly  # noqa: E402, F401
 from vecstore.cli import review  # noqa: E402, F401
+from vecstore.cli import serve  # noqa: E402, F401
 
 # isort: on
 
