@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> None:
                     "/api/survey": [p.replace("/?", "/api/survey?") for p in pages],
                     "/exposure/EXPNUM (another exposure each time)": [f"/exposure/{e}" for e, _ in picks],
                     "/api/exposure/EXPNUM": [f"/api/exposure/{e}" for e, _ in other],
-                    "/ccd/EXPNUM/CCDNAME (its exposure already open)": [f"/ccd/{e}/{n}" for e, n in picks],
-                    "/api/ccd/EXPNUM/CCDNAME (exposure not seen)": [
+                    "/ccd/EXPNUM/CCDNAME": [f"/ccd/{e}/{n}" for e, n in picks],
+                    "/api/ccd/EXPNUM/CCDNAME": [
                         f"/api/ccd/{e}/{n}" for e, n in targets(n_exposures, n_requests, seed=3)
                     ],
                     "/api/similar?ccd=EXPNUM/CCDNAME&k=20": [

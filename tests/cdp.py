@@ -195,9 +195,16 @@ class Browser:
     def url(self) -> str:
         return self.evaluate("window.location.href")
 
-    def screenshot(self, path: Path) -> Path:
-        """PNG of the viewport."""
-        data = self.send("Page.captureScreenshot", {"format": "png"})["data"]
+    def screenshot(self, path: Path, *, full_page: bool = False) -> Path:
+        """PNG of the viewport, or of the whole page (``full_page``)."""
+        params: dict = {"format": "png"}
+        if full_page:
+            size = self.send("Page.getLayoutMetrics")["cssContentSize"]
+            params |= {
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+            }
+        data = self.send("Page.captureScreenshot", params)["data"]
         path = Path(path)
         path.write_bytes(base64.b64decode(data))
         return path

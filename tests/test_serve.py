@@ -365,7 +365,7 @@ def test_a_person_clicks_through_and_records_a_label(store_copy, tmp_path):
         assert b.evaluate("document.querySelectorAll('#map .scatterlayer .point').length") == MAP_SAMPLE
         assert b.evaluate("document.querySelectorAll('#exposures tr[data-expnum]').length") == 24
         assert "24 exposures" in b.evaluate("document.querySelector('h1').textContent")
-        shots["survey"] = b.screenshot(tmp_path / "serve-survey.png")
+        shots["survey"] = b.screenshot(tmp_path / "serve-survey.png", full_page=True)
 
         # a point of the map opens its CCD (plotly's own click handling, on a real mouse click)
         b.click_at(*b.centre_of("#map .scatterlayer .point"))
