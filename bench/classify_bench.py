@@ -5,8 +5,10 @@ exposures, mark their good ones as known good, train, classify the other 40 % as
 two configurations — the default, and ``--seed 1 --ccd-shape 512x256`` — then, against each trained store,
 exposures it never saw, simulated with another seed and another set of CCDs, classified as new FILEs
 (``vec classify FILE``). For both rules it prints exposure accuracy, bad precision and recall, and recall
-per category; a second table compares the post-processors for the calibrated rule (cross-validated score
-on the labelled exposures, what ``auto`` chooses by, and the held-out result).
+per category — and for the calibrated rule without its single-CCD part (``train.single_ccd_rule =
+false``: the fraction vote alone), what that part adds; a second table compares the post-processors for
+the calibrated rule (cross-validated score on the labelled exposures, what ``auto`` chooses by, and the
+held-out result).
 
     python bench/classify_bench.py [--quick]
 """
@@ -31,6 +33,8 @@ from vecstore.store import Store  # noqa: E402
 from vecstore.vocabulary import CATEGORIES, GOOD  # noqa: E402
 
 RULES = ("paper", "calibrated")
+FRACTION_ONLY = "calibrated, fraction only"  # the ablation: train.single_ccd_rule = false
+ROWS = (*RULES, FRACTION_ONLY)
 METHODS = ("paper", "robust", "quantile")
 
 
@@ -77,17 +81,28 @@ def held_out_scores(store: Store, truth: dict[int, str], held_out: set[int], run
     return scores([t for t, _ in pairs], [p for _, p in pairs])
 
 
+def file_scores(store: Store, model: Model, new_sim, config: Config) -> dict[str, float]:
+    truth, predicted = [], []
+    for exposure in new_sim.exposures:
+        result = classify_file(store, model, exposure.path, config.classify)[0]
+        truth.append(exposure.label)
+        predicted.append(result.verdict.category)
+    return scores(truth, predicted)
+
+
 def new_file_scores(store: Store, new_sim, config: Config) -> dict[str, dict[str, float]]:
-    out = {}
-    for rule in RULES:
-        model = Model.for_rule(store, rule)
-        truth, predicted = [], []
-        for exposure in new_sim.exposures:
-            result = classify_file(store, model, exposure.path, config.classify)[0]
-            truth.append(exposure.label)
-            predicted.append(result.verdict.category)
-        out[rule] = scores(truth, predicted)
-    return out
+    return {rule: file_scores(store, Model.for_rule(store, rule), new_sim, config) for rule in RULES}
+
+
+def fraction_only(store: Store, demo, new_sim, config: Config) -> tuple[dict, dict]:
+    """Held-out and new-file scores of the calibrated rule trained without its single-CCD part."""
+    ablated = dataclasses.replace(config, train=dataclasses.replace(config.train, single_ccd_rule=False))
+    train(store, ablated, rule="calibrated", good_from=str(demo.good_list))
+    model = Model.current(store)
+    run = classify_all(store, model, ablated.classify)
+    return held_out_scores(store, demo.truth, demo.held_out, run.run_id), file_scores(
+        store, model, new_sim, ablated
+    )
 
 
 def method_rows(
@@ -125,6 +140,8 @@ def run_setting(setting: Setting, root: Path, config: Config) -> dict:
     with Store.open(store_path, writable=True, config=config) as store:
         held = {rule: held_out_scores(store, demo.truth, demo.held_out, demo.runs[rule]) for rule in RULES}
         new = new_file_scores(store, new_sim, config)
+        log(f"{setting.name}: the calibrated rule without its single-CCD part")
+        held[FRACTION_ONLY], new[FRACTION_ONLY] = fraction_only(store, demo, new_sim, config)
         log(f"{setting.name}: post-processors for the calibrated rule")
         methods = method_rows(store, demo.truth, demo.held_out, demo.good_list, config)
     return {"held_out": held, "new_files": new, "methods": methods}
@@ -141,7 +158,7 @@ def quality_table(results: dict[str, dict]) -> Table:
     )
     for name, result in results.items():
         for where in ("held_out", "new_files"):
-            for rule in RULES:
+            for rule in ROWS:
                 s = result[where][rule]
                 table.add(
                     name,

@@ -43,16 +43,22 @@ class Rule:
     prob_cut: float = 0.9  # paper: a CCD is bad at top bad-class probability >= prob_cut
     min_bad_ccds: int = 3  # paper: an exposure is bad with this many bad CCDs
     unknown_distance: float | None = None  # k-th neighbour distance beyond which a CCD is "unknown"
+    # calibrated: one CCD whose CCD-level classes reach this probability makes the exposure bad (None = off)
+    local_threshold: float | None = None
+    local_classes: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, model: Model, cfg: ClassifyConfig) -> Rule:
         if model.rule == "paper":
             return cls("paper", prob_cut=cfg.prob_cut, min_bad_ccds=cfg.min_bad_ccds)
+        local = model.settings.get("local_threshold") if cfg.local_threshold < 0 else cfg.local_threshold
         return cls(
             "calibrated",
             threshold=float(model.settings["threshold"] if cfg.threshold < 0 else cfg.threshold),
             fraction=float(model.settings["fraction"] if cfg.fraction < 0 else cfg.fraction),
             unknown_distance=model.settings.get("unknown_distance"),
+            local_threshold=None if local is None or local > 1 else float(local),
+            local_classes=tuple(model.settings.get("local_classes", ())),
         )
 
     def describe(self) -> str:
@@ -61,10 +67,20 @@ class Rule:
                 f"paper rule (Luo et al.): CCD bad at top bad-class p >= {self.prob_cut:g}, "
                 f"exposure bad with >= {self.min_bad_ccds} bad CCDs"
             )
+        alone = (
+            f", or when one CCD has p({'+'.join(self.local_classes)}) >= {self.local_threshold:g}"
+            if self.single_ccd
+            else ""
+        )
         return (
             f"calibrated rule: CCD flagged at p_bad >= {self.threshold:g}, exposure bad when >= "
-            f"{self.fraction:.0%} of its CCDs (and at least 1) are flagged"
+            f"{self.fraction:.0%} of its CCDs (and at least 1) are flagged{alone}"
         )
+
+    @property
+    def single_ccd(self) -> bool:
+        """Whether the single-CCD rule is on (a threshold and at least one CCD-level class)."""
+        return self.local_threshold is not None and bool(self.local_classes)
 
     def as_dict(self) -> dict:
         if self.name == "paper":
@@ -73,6 +89,8 @@ class Rule:
             "rule": "calibrated",
             "threshold": self.threshold,
             "fraction": self.fraction,
+            "local_threshold": self.local_threshold if self.single_ccd else None,
+            "local_classes": list(self.local_classes) if self.single_ccd else [],
             "unknown_distance": self.unknown_distance,
         }
 
@@ -121,6 +139,8 @@ class ExposureResult:
                     "p_bad": round(c.verdict.p_bad, 6),
                     "top_bad": c.verdict.top_bad,
                     "top_bad_prob": round(c.verdict.top_bad_prob, 6),
+                    "p_local": round(c.verdict.p_local, 6),  # of the CCD-level classes
+                    "alone": c.verdict.alone,  # bad on its own (the single-CCD rule)
                     "unknown": c.unknown,
                     "kth_distance": c.kth_distance,
                     "probs": c.probs,
@@ -172,7 +192,8 @@ def classify_vectors(
     rule = Rule.of(model, cfg)
     if rule.name == "paper":
         return ccd_verdicts(probs, model.classes, rule.prob_cut), probs, neighbours
-    return calibrated_ccd_verdicts(probs, model.classes, rule.threshold), probs, neighbours
+    local = (rule.local_classes, rule.local_threshold) if rule.single_ccd else ((), None)
+    return calibrated_ccd_verdicts(probs, model.classes, rule.threshold, *local), probs, neighbours
 
 
 def _neighbour_rows(store: Store, model: Model, neighbours) -> list[list[dict]]:

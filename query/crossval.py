@@ -4,7 +4,8 @@ Folds are drawn over exposures, separately for bad and good ones (so each fold h
 Each fold: the reference set is the other folds' labelled bad CCDs plus good CCDs drawn from the other
 folds' good exposures; the post-processor is fitted on it; every held-out exposure is classified as
 ``vec classify`` would (its CCDs drawn with the same seed, k L1 neighbours, uniform votes) and keeps the
-``p_bad`` of each CCD. The grid search (:mod:`query.calibrate`) then runs on all folds' exposures at once.
+``p_bad`` of each CCD (and its probability of the CCD-level classes, :func:`ccd_level_categories`). The
+grid search (:mod:`query.calibrate`) then runs on all folds' exposures at once.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from query.calibrate import GridScores, default_grid, plateau_centre, score_grid
+from query.calibrate import GridScores, calibrate
 from query.good_set import draw_good
 from query.knn import class_probabilities, find_neighbours
-from query.vote import p_bad_of
+from query.vote import p_bad_of, p_local_of
 from vecstore.errors import TrainingError
 from vecstore.exact_l1 import ExactL1Index, ExactL1Searcher
 from vecstore.postprocess import fit_postprocessor
@@ -37,18 +38,38 @@ class LabelledPool:
         return sorted({expnum_of(i) for i in self.bad})
 
 
+def ccd_level_categories(pool: LabelledPool) -> tuple[str, ...]:
+    """The labelled categories whose labels name single CCDs rather than whole exposures, in vec's order:
+    those for which, in most labelled exposures, some of the CCDs ``vec classify`` draws carry no label of
+    theirs (DELVE's per-CCD lists and ``ccd_cuts``; decam-bad_expid names whole exposures, every CCD)."""
+    labelled: dict[tuple[int, str], set[int]] = {}
+    for ccd_id, category in pool.bad.items():
+        labelled.setdefault((int(expnum_of(ccd_id)), category), set()).add(int(ccd_id))
+    partial: dict[str, list[bool]] = {}
+    for (expnum, category), ids in labelled.items():
+        members = {int(i) for i in pool.members.get(expnum, ())}
+        partial.setdefault(category, []).append(bool(members - ids))
+    return tuple(c for c in CATEGORIES if c in partial and np.mean(partial[c]) > 0.5)
+
+
 @dataclass(frozen=True)
 class CrossValidation:
     grid: GridScores
-    chosen: dict[str, float]  # threshold, fraction, score, precision, recall, accuracy
+    chosen: dict  # threshold, fraction, local_threshold (None = off), score, precision, recall, accuracy
     folds: int
     n_bad_exposures: int
     n_good_exposures: int
     unknown_distance: float  # the unknown_quantile of held-out CCDs' k-th neighbour distances
+    local_classes: tuple[str, ...] = ()  # the CCD-level categories of the single-CCD rule
+    local_thresholds: tuple = ()  # the t_l axis searched (None = off)
+    local_scores: tuple = ()  # the best (t, f) score at each
 
     def summary(self) -> dict:
         return {
             **self.chosen,
+            "local_classes": list(self.local_classes),
+            "local_thresholds": list(self.local_thresholds),
+            "local_scores": [round(float(x), 6) for x in self.local_scores],
             "folds": self.folds,
             "bad_exposures": self.n_bad_exposures,
             "good_exposures": self.n_good_exposures,
@@ -86,9 +107,10 @@ def class_codes(labels: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
 
 
 def _fold_p_bad(
-    pool, ref_ids, ref_labels, queries: list[int], k: int, fit, device: str = "cpu"
-) -> tuple[dict, np.ndarray]:
-    """Each held-out exposure's CCD ``p_bad``, and every held-out CCD's k-th neighbour distance."""
+    pool, ref_ids, ref_labels, queries: list[int], k: int, fit, device: str = "cpu", local_classes=()
+) -> tuple[dict, dict, np.ndarray]:
+    """Each held-out exposure's CCD ``p_bad`` and CCD-level probability, and every held-out CCD's k-th
+    neighbour distance."""
     processor = fit(pool.vectors(ref_ids))
     classes, codes = class_codes(ref_labels)
     searcher = ExactL1Searcher(ExactL1Index.build(processor.transform(pool.vectors(ref_ids))), ref_ids)
@@ -103,8 +125,14 @@ def _fold_p_bad(
         query_expnums=expnum_of(query_ids),
         device=device,
     )
-    p_bad = p_bad_of(class_probabilities(neighbours.labels, len(classes)), classes)
-    return {e: p_bad[expnum_of(query_ids) == e] for e in queries}, neighbours.distances[:, -1]
+    probs = class_probabilities(neighbours.labels, len(classes))
+    p_bad, p_local = p_bad_of(probs, classes), p_local_of(probs, classes, local_classes)
+    of = expnum_of(query_ids)
+    return (
+        {e: p_bad[of == e] for e in queries},
+        {e: p_local[of == e] for e in queries},
+        neighbours.distances[:, -1],
+    )
 
 
 def cross_validate(pool: LabelledPool, train_cfg, classify_cfg, fit, seed: int) -> CrossValidation:
@@ -118,7 +146,9 @@ def cross_validate(pool: LabelledPool, train_cfg, classify_cfg, fit, seed: int) 
         )
     rng = np.random.default_rng(seed)
     fold_of = {**assign_folds(bad_exp, n_folds, rng), **assign_folds(good_exp, n_folds, rng)}
+    local_classes = ccd_level_categories(pool) if train_cfg.single_ccd_rule else ()
     p_bad: dict[int, np.ndarray] = {}
+    p_local: dict[int, np.ndarray] = {}
     kth: list[np.ndarray] = []
     for fold in range(n_folds):
         held = [e for e in (*bad_exp, *good_exp) if fold_of[e] == fold]
@@ -129,27 +159,37 @@ def cross_validate(pool: LabelledPool, train_cfg, classify_cfg, fit, seed: int) 
             train_cfg.good_per_bad,
             rng,
         )
-        fold_p_bad, fold_kth = _fold_p_bad(
-            pool, ref_ids, ref_labels, held, classify_cfg.k, fit, classify_cfg.knn_device
+        fold_p_bad, fold_p_local, fold_kth = _fold_p_bad(
+            pool, ref_ids, ref_labels, held, classify_cfg.k, fit, classify_cfg.knn_device, local_classes
         )
         p_bad.update(fold_p_bad)
+        p_local.update(fold_p_local)
         kth.append(fold_kth)
     expnums = sorted(p_bad)
     bad_set = set(bad_exp)
-    thresholds, fractions = default_grid(train_cfg.grid_step)
-    grid = score_grid(
+    calibration = calibrate(
         [p_bad[e] for e in expnums],
+        [p_local[e] for e in expnums] if local_classes else None,
         np.array([e in bad_set for e in expnums]),
-        thresholds,
-        fractions,
+        train_cfg.grid_step,
         train_cfg.objective,
         train_cfg.precision_target,
     )
-    chosen = grid.at(*plateau_centre(grid.score))
     # A CCD farther from its k-th reference neighbour than this share of held-out labelled CCDs is
     # "unknown": it looks like nothing the labels describe (a new kind of artifact, or a new survey).
     unknown = float(np.quantile(np.concatenate(kth), train_cfg.unknown_quantile))
-    return CrossValidation(grid, chosen, n_folds, len(bad_exp), len(good_exp), unknown)
+    off = calibration.chosen["local_threshold"] is None
+    return CrossValidation(
+        calibration.grid,
+        calibration.chosen,
+        n_folds,
+        len(bad_exp),
+        len(good_exp),
+        unknown,
+        () if off else local_classes,
+        tuple(calibration.local_thresholds),
+        tuple(float(x) for x in calibration.local_scores),
+    )
 
 
 def make_fitter(postprocess_cfg, method, blocks) -> Callable[[np.ndarray], object]:

@@ -227,7 +227,25 @@ def cross_validation_text(settings: dict) -> str:
     for i, t in enumerate(cv["thresholds"]):
         row = (cv["precision_grid"][i][j], cv["recall_grid"][i][j], cv["score_grid"][i][j])
         lines.append(f"{t:>6.2f}{row[0]:>11.3f}{row[1]:>8.3f}{row[2]:>11.3f}")
-    return "\n".join(lines)
+    return "\n".join(lines + single_ccd_lines(cv))
+
+
+def single_ccd_lines(cv: dict) -> list[str]:
+    """The single-CCD rule: its CCD-level classes, the t_l chosen, and the best (t, f) score at each t_l."""
+    axis = cv.get("local_thresholds") or [None]
+    if axis == [None]:
+        return ["", "single-CCD rule: off (no labelled category names single CCDs)"]
+    chosen = cv.get("local_threshold")
+    classes = "+".join(cv.get("local_classes") or []) or "-"
+    lines = [
+        "",
+        f"single-CCD rule ({classes}): "
+        + (f"t_l = {chosen:g}" if chosen is not None else "off (no t_l scored better than none)"),
+        f"{'t_l':>6}{'best objective':>16}",
+    ]
+    for t_l, best in zip(axis, cv.get("local_scores", []), strict=False):
+        lines.append(f"{'off' if t_l is None else f'{t_l:.2f}':>6}{best:>16.3f}")
+    return lines
 
 
 def _evaluate_calibrated(store, model: Model, config: Config, out_dir: Path, *, max_points: int, method: str):

@@ -284,6 +284,8 @@ def _train_calibrated(store: Store, config: Config, good_from: str) -> TrainResu
         "rule": "calibrated",
         "threshold": cv.chosen["threshold"],
         "fraction": cv.chosen["fraction"],
+        "local_threshold": cv.chosen["local_threshold"],
+        "local_classes": list(cv.local_classes),
         "objective": config.train.objective,
         "unknown_distance": cv.unknown_distance,
         "unknown_quantile": config.train.unknown_quantile,
@@ -438,9 +440,14 @@ def describe_training(result: TrainResult) -> str:
             f"  calibrated by {cv['folds']}-fold cross-validation grouped by exposure on "
             f"{cv['bad_exposures']:,} bad and {cv['good_exposures']:,} good exposures ({s['objective']}):"
         )
+        alone = (
+            f", or when one CCD has p({'+'.join(s['local_classes'])}) >= {s['local_threshold']:g}"
+            if s.get("local_threshold") is not None
+            else ""
+        )
         lines.append(
             f"  CCD flagged at p_bad >= {s['threshold']:g}; exposure bad when >= {s['fraction']:.0%} of its "
-            f"CCDs are flagged -> accuracy {cv['accuracy']:.3f}, bad precision {cv['precision']:.3f}, "
+            f"CCDs are flagged{alone} -> accuracy {cv['accuracy']:.3f}, bad precision {cv['precision']:.3f}, "
             f"recall {cv['recall']:.3f}"
         )
         lines.append(f"  post-processor: {' -> '.join(s['postprocess_steps'])}")

@@ -8,6 +8,15 @@ at least a fraction ``f`` of its classified CCDs are flagged, and at least one. 
 the same on a 4-CCD cutout, the paper's 20 drawn CCDs and a whole 61-CCD exposure. The category is the
 bad class with the largest summed probability over the flagged CCDs.
 
+One CCD can also make an exposure bad **on its own**: for the *CCD-level* categories — those whose labels
+name single CCDs, not whole exposures (DELVE's per-CCD lists: Bad_CCD, Noise, Ghost_Scatter), found by
+``vec train`` from the labels themselves (:func:`query.crossval.ccd_level_categories`) — a CCD whose probability of those classes reaches ``t_l``
+(also cross-validated; ``None`` = off) is flagged, and the exposure is bad. A dead amplifier on one CCD
+of 20 is a bad exposure, but no fraction of 1/20 could be told apart from the odd good CCD whose
+neighbours happen to be bad: the fraction rule pools evidence for exposure-wide artifacts (clouds, PSF,
+focus), the single-CCD rule judges artifacts that are CCD-sized by nature. Its category is the CCD-level
+class with the largest summed probability over those CCDs.
+
 **paper** (the reproduction of Luo et al.). A CCD is bad when its largest non-good class probability is
 at least ``prob_cut``; its label is then that class, otherwise "good". An exposure is bad when at least
 ``min_bad_ccds`` of its classified CCDs are bad; its category is the one most bad CCDs share (a tie goes
@@ -39,6 +48,8 @@ class CCDVerdict:
     p_bad: float = 0.0  # 1 - P(good)
     top_bad: str = ""  # the most probable bad class, even when the CCD is called good
     top_bad_prob: float = 0.0
+    p_local: float = 0.0  # probability of the CCD-level classes (calibrated rule)
+    alone: bool = False  # flagged by the single-CCD rule: makes its exposure bad on its own
 
 
 @dataclass(frozen=True)
@@ -87,19 +98,39 @@ def ccd_verdicts(probs: np.ndarray, classes: tuple[str, ...], prob_cut: float) -
     return verdicts
 
 
+def p_local_of(probs: np.ndarray, classes: tuple[str, ...], local_classes) -> np.ndarray:
+    """(n, n_classes) probabilities -> (n,) probability of the CCD-level classes."""
+    columns = [i for i, c in enumerate(classes) if c in set(local_classes)]
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(classes))
+    return probs[:, columns].sum(axis=1) if columns else np.zeros(len(probs))
+
+
 def calibrated_ccd_verdicts(
-    probs: np.ndarray, classes: tuple[str, ...], threshold: float
+    probs: np.ndarray,
+    classes: tuple[str, ...],
+    threshold: float,
+    local_classes: tuple[str, ...] = (),
+    local_threshold: float | None = None,
 ) -> list[CCDVerdict]:
-    """A CCD is flagged when ``p_bad >= threshold``; its label is then its top bad class."""
+    """A CCD is flagged when ``p_bad >= threshold``, or alone when its CCD-level classes' probability is
+    ``>= local_threshold``; its label is then its top bad class (its top CCD-level class when alone)."""
     probs = np.asarray(probs, dtype=np.float64)
     bad_columns = _bad_columns(classes)
+    local_columns = [i for i in bad_columns if classes[i] in set(local_classes)]
+    p_local = p_local_of(probs, classes, local_classes)
     verdicts = []
-    for row, p_bad in zip(probs, p_bad_of(probs, classes), strict=True):
+    for row, p_bad, p_loc in zip(probs, p_bad_of(probs, classes), p_local, strict=True):
         _, top, top_prob = _top_bad(row, bad_columns, classes)
-        if top and p_bad >= threshold:
-            verdicts.append(CCDVerdict(top, top_prob, True, float(p_bad), top, top_prob))
+        alone = local_threshold is not None and bool(local_columns) and p_loc >= local_threshold - 1e-9
+        if alone:
+            _, label, prob = _top_bad(row, local_columns, classes)
+            verdicts.append(CCDVerdict(label, prob, True, float(p_bad), top, top_prob, float(p_loc), True))
+        elif top and p_bad >= threshold:
+            verdicts.append(CCDVerdict(top, top_prob, True, float(p_bad), top, top_prob, float(p_loc)))
         else:
-            verdicts.append(CCDVerdict(GOOD, float(1.0 - p_bad), False, float(p_bad), top, top_prob))
+            verdicts.append(
+                CCDVerdict(GOOD, float(1.0 - p_bad), False, float(p_bad), top, top_prob, float(p_loc))
+            )
     return verdicts
 
 
@@ -131,14 +162,21 @@ def fraction_vote(
     category_order: tuple[str, ...] = (),
 ) -> ExposureVerdict:
     """The calibrated exposure-level decision from its CCDs' :func:`calibrated_ccd_verdicts` and their
-    (n_ccds, n_classes) probabilities (for the category)."""
+    (n_ccds, n_classes) probabilities (for the category): bad when a CCD is flagged alone, or when at
+    least the share ``fraction`` of its CCDs are flagged."""
     flagged = np.array([v.is_bad for v in verdicts], dtype=bool)
+    alone = np.array([v.alone for v in verdicts], dtype=bool)
     n_flagged = int(flagged.sum())
-    if len(verdicts) == 0 or n_flagged < flags_needed(len(verdicts), fraction):
+    by_fraction = len(verdicts) > 0 and n_flagged >= flags_needed(len(verdicts), fraction)
+    if not (by_fraction or alone.any()):
         return ExposureVerdict(False, GOOD, n_flagged, len(verdicts), 0.0)
     probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(classes))
-    bad_columns = _bad_columns(classes)
-    sums = probs[flagged][:, bad_columns].sum(axis=0)
+    if by_fraction:
+        rows, bad_columns = flagged, _bad_columns(classes)
+    else:  # bad through the single-CCD rule only: what made those CCDs alone names the category
+        local = {v.label for v, is_alone in zip(verdicts, alone, strict=True) if is_alone}
+        rows, bad_columns = alone, [i for i, c in enumerate(classes) if c in local]
+    sums = probs[rows][:, bad_columns].sum(axis=0)
     order = {c: i for i, c in enumerate(category_order)}
     # Sums rounded so that float noise does not decide a tie; a tie goes to the category listed first.
     best = min(
@@ -146,6 +184,4 @@ def fraction_vote(
         key=lambda j: (-round(float(sums[j]), 9), order.get(classes[bad_columns[j]], len(order))),
     )
     column = bad_columns[best]
-    return ExposureVerdict(
-        True, classes[column], n_flagged, len(verdicts), float(probs[flagged, column].mean())
-    )
+    return ExposureVerdict(True, classes[column], n_flagged, len(verdicts), float(probs[rows, column].mean()))

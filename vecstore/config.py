@@ -189,6 +189,9 @@ class TrainConfig(Section):
     objective: str = knob("accuracy", choices=("accuracy", "f1", "recall_at_precision"))
     precision_target: float = knob(0.95, **PROBABILITY_CUT)  # for objective = recall_at_precision
     grid_step: float = knob(0.05, low=0.0, low_open=True, high=0.5)  # spacing of the t and f grids
+    # let cross-validation also choose t_l, at which one CCD of a CCD-level category (labels that name
+    # single CCDs, e.g. Bad_CCD, Noise) makes its exposure bad alone; false: the fraction rule only
+    single_ccd_rule: bool = True
     tune_iterations: int = knob(40, low=1)  # candidates `vec train --tune` draws (HalvingRandomSearchCV)
     # a CCD whose k-th neighbour is farther than this quantile of the held-out labelled CCDs' is "unknown"
     unknown_quantile: float = knob(0.99, low=0.5, high=1.0)
@@ -204,6 +207,8 @@ class ClassifyConfig(Section):
     prob_cut: float = knob(0.9, **PROBABILITY_CUT)
     threshold: float = knob(-1.0, high=1.0)  # calibrated rule's CCD threshold t; negative = vec train's
     fraction: float = knob(-1.0, high=1.0)  # calibrated rule's CCD fraction f; negative = vec train's
+    # calibrated rule's single-CCD threshold t_l; negative = vec train's (which may be off); above 1 = off
+    local_threshold: float = -1.0
     ccds_per_exposure: int = knob(20, low=0)
     min_bad_ccds: int = knob(3, low=1)
     seed: int = knob(0, low=0)

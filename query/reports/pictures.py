@@ -35,7 +35,8 @@ def format_classification(result: ExposureResult, max_neighbours: int = 3) -> st
         flag = "?" if ccd.unknown else "*" if v.is_bad else " "
         name = ccd.ccdname or str(ccd.ccd_id)
         top = f"{v.top_bad} {v.top_bad_prob:.2f}" if v.top_bad else "-"
-        lines.append(f" {flag}{name:<5}{v.label:<22}{v.prob:>6.2f}{v.p_bad:>7.2f}  {top:<27}{voters}")
+        label = f"{v.label} (alone)" if v.alone else v.label  # bad on its own: the single-CCD rule
+        lines.append(f" {flag}{name:<5}{label:<22}{v.prob:>6.2f}{v.p_bad:>7.2f}  {top:<27}{voters}")
     for failure in result.failures:
         where = f"HDU {failure['hdu']}" if failure["hdu"] else failure["path"]
         lines.append(f"  !{where}: not classified ({failure['reason']})")

@@ -94,6 +94,13 @@ def classify(
     fraction: float | None = typer.Option(
         None, "--fraction", min=0.0, max=1.0, help="Calibrated rule: share of flagged CCDs that makes it bad."
     ),
+    local_threshold: float | None = typer.Option(
+        None,
+        "--local-threshold",
+        min=0.0,
+        help="Calibrated rule: one CCD whose CCD-level classes (Bad_CCD, Noise...) reach this p makes its "
+        "exposure bad; above 1 turns that off [trained].",
+    ),
     prob_cut: float | None = typer.Option(
         None,
         "--prob-cut",
