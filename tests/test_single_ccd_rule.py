@@ -156,48 +156,54 @@ def _store_with_one_bad_ccd(path) -> tuple[Store, dict[int, str]]:
     return store, truth
 
 
-@pytest.mark.parametrize("single_ccd_rule", [True, False])
-def test_training_finds_the_ccd_level_class_and_the_rule_catches_one_bad_ccd(tmp_path, single_ccd_rule):
-    store, truth = _store_with_one_bad_ccd(tmp_path / "store")
-    good = tmp_path / "good.txt"
+def _trained(root, single_ccd_rule: bool):
+    store, truth = _store_with_one_bad_ccd(root / "store")
+    good = root / "good.txt"
     good.write_text("".join(f"{e}\n" for e, c in truth.items() if c == "good"))
-    config = Config(train=TrainConfig(single_ccd_rule=single_ccd_rule))
     with store:
-        result = train(store, config, good_from=str(good))
+        result = train(store, Config(train=TrainConfig(single_ccd_rule=single_ccd_rule)), good_from=str(good))
         model = Model.current(store)
-        model_rule = Rule.of(model, ClassifyConfig())
         results = classify_exposures(store, model, sorted(truth), ClassifyConfig())
+        rule = Rule.of(model, ClassifyConfig())
     wrong = [r.expnum for r in results if r.verdict.is_bad != (truth[r.expnum] != "good")]
-    if single_ccd_rule:
-        assert result.settings["local_classes"] == ["Bad_CCD"]
-        assert model_rule.single_ccd and "or when one CCD has p(Bad_CCD)" in model_rule.describe()
-        assert wrong == []
-        assert all(r.verdict.category == "Bad_CCD" for r in results if truth[r.expnum] == "Bad_CCD")
-        assert results[0].as_dict()["rule"]["local_threshold"] == result.settings["local_threshold"]
-        assert f"single-CCD rule (Bad_CCD): t_l = {result.settings['local_threshold']:g}" in (
-            cross_validation_text(result.settings)
-        )
-    else:
-        assert result.settings["local_threshold"] is None and not model_rule.single_ccd
-        # one flagged CCD in ten: either the odd good exposures are false alarms or Bad_CCD is missed
-        assert wrong
+    return root / "store", truth, result, rule, results, wrong
 
 
-def test_local_threshold_above_one_turns_the_single_ccd_rule_off(tmp_path):
-    store, truth = _store_with_one_bad_ccd(tmp_path / "store")
-    good = tmp_path / "good.txt"
-    good.write_text("".join(f"{e}\n" for e, c in truth.items() if c == "good"))
-    with store:
-        train(store, Config(), good_from=str(good))
+@pytest.fixture(scope="module")
+def with_rule(tmp_path_factory):
+    return _trained(tmp_path_factory.mktemp("single-ccd"), True)
+
+
+def test_training_finds_the_ccd_level_class_and_the_rule_catches_one_bad_ccd(with_rule):
+    _, truth, result, rule, results, wrong = with_rule
+    assert result.settings["local_classes"] == ["Bad_CCD"]
+    assert rule.single_ccd and "or when one CCD has p(Bad_CCD)" in rule.describe()
+    assert wrong == []
+    assert all(r.verdict.category == "Bad_CCD" for r in results if truth[r.expnum] == "Bad_CCD")
+    assert results[0].as_dict()["rule"]["local_threshold"] == result.settings["local_threshold"]
+    assert f"single-CCD rule (Bad_CCD): t_l = {result.settings['local_threshold']:g}" in (
+        cross_validation_text(result.settings)
+    )
+
+
+def test_without_the_single_ccd_rule_one_bad_ccd_in_ten_is_not_enough(tmp_path):
+    _, _, result, rule, _, wrong = _trained(tmp_path, False)
+    assert result.settings["local_threshold"] is None and not rule.single_ccd
+    # one flagged CCD in ten: either the odd good exposures are false alarms or Bad_CCD is missed
+    assert wrong
+
+
+def test_local_threshold_above_one_turns_the_single_ccd_rule_off(with_rule):
+    path, truth, _, _, _, _ = with_rule
+    with Store.open(path) as store:
         model = Model.current(store)
         assert Rule.of(model, ClassifyConfig()).single_ccd
         off = Rule.of(model, ClassifyConfig(local_threshold=2.0))
         assert not off.single_ccd and "one CCD" not in off.describe()
     one_bad_ccd = str(min(e for e, c in truth.items() if c == "Bad_CCD"))
-    store_path = str(tmp_path / "store")
-    on = CliRunner().invoke(app, ["--store", store_path, "classify", one_bad_ccd, "--json"])
+    on = CliRunner().invoke(app, ["--store", str(path), "classify", one_bad_ccd, "--json"])
     off = CliRunner().invoke(
-        app, ["--store", store_path, "classify", one_bad_ccd, "--json", "--local-threshold", "2"]
+        app, ["--store", str(path), "classify", one_bad_ccd, "--json", "--local-threshold", "2"]
     )
     assert on.exit_code == 0 and off.exit_code == 0, on.output + off.output
     on_rule, off_rule = json.loads(on.output)[0]["rule"], json.loads(off.output)[0]["rule"]
