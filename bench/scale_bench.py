@@ -156,15 +156,18 @@ def build_store(path: Path, n_ccds: int, dim: int, seed: int = 0) -> dict[str, f
 
 
 # ------------------------------------------------------------------------------------------------ measuring
-def probe_exposures(n_exposures: int, repeats: int) -> list[int]:
-    """Unlabelled exposures spread over the store, one per repeat."""
-    first = min(training_block(n_exposures), n_exposures - 1)
-    return [FIRST_EXPNUM + int(e) for e in np.linspace(first, n_exposures - 1, repeats).astype(int)]
+def probe_exposures(n_ccds: int, repeats: int) -> list[int]:
+    """Unlabelled exposures spread over the store, one per repeat; only whole ones (62 CCDs): the store's
+    last exposure may hold a few CCDs (1 M = 16,129 x 62 + 2), too few for the draw or for CCD 5."""
+    n_exposures = math.ceil(n_ccds / CCDS_PER_EXPOSURE)
+    whole = max(1, n_ccds // CCDS_PER_EXPOSURE)
+    first = min(training_block(n_exposures), whole - 1)
+    return [FIRST_EXPNUM + int(e) for e in np.linspace(first, whole - 1, repeats).astype(int)]
 
 
-def measure_latencies(path: Path, n_exposures: int, repeats: int) -> dict[str, list[float]]:
+def measure_latencies(path: Path, n_ccds: int, repeats: int) -> dict[str, list[float]]:
     seconds: dict[str, list[float]] = {"open": [], "classify": [], "similar": []}
-    for expnum in probe_exposures(n_exposures, repeats):
+    for expnum in probe_exposures(n_ccds, repeats):
         store, t = timed(lambda: Store.open(path))
         seconds["open"].append(t)
         try:
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
             log(f"{n:,} CCDs: building ({args.dim}-d float16, parts of {CCDS_PER_EXPOSURE})")
             built = build_store(path, n, args.dim)
             log(f"  built in {built['build_s']:.1f} s, trained in {built['train_s']:.1f} s; measuring")
-            latencies = measure_latencies(path, int(built["exposures"]), repeats)
+            latencies = measure_latencies(path, n, repeats)
             log("  classify --all (subprocess)")
             everything = classify_all_subprocess(path)
             log(f"  {everything['ccds']:,} CCDs in {everything['seconds']:.1f} s; compacting")
