@@ -332,3 +332,32 @@ def test_stores_ingested_apart_merge_into_the_one_go_store(exposure_files, tmp_p
     assert_same_content(tmp_path / "merged", whole)
     with Store.open(tmp_path / "merged") as merged, Store.open(whole) as one_go:
         assert merged.provenance() == one_go.provenance()
+
+
+def test_analysts_verdicts_are_merged_and_a_later_verdict_wins(one_go_and_halves, tmp_path):
+    import time
+
+    from query.analysts import add_label as add_verdict
+    from query.analysts import analyst_rows
+
+    _, first, second = one_go_and_halves
+    third = build_store(tmp_path / "third", [1001, 1006])  # the same CCDs as first's and second's
+    with Store.open(first, writable=True) as store:
+        add_verdict(store, "1001", "PSF", "ana", note="first look")
+        add_verdict(store, "1002/N1", "Bad_CCD", "bo")
+    time.sleep(0.01)  # labelled_at orders the two verdicts of ana on 1001
+    with Store.open(third, writable=True) as store:
+        add_verdict(store, "1001", "good", "ana", note="second look")
+        add_verdict(store, "1006", "Noise", "cy")
+    summary = merge_stores(tmp_path / "merged", [first, second, third], config=FLOAT32)
+    assert summary.analyst_labels_added == 4 and "4 analysts' verdicts" in summary.describe()
+    with Store.open(tmp_path / "merged") as store:
+        verdicts = {(r["analyst"], r["expnum"], r["ccdname"]): r["category"] for r in analyst_rows(store)}
+        assert store.counts()["analyst_labels"] == 3
+    assert verdicts == {
+        ("ana", 1001, None): "good",
+        ("bo", 1002, "N1"): "Bad_CCD",
+        ("cy", 1006, None): "Noise",
+    }
+    again = merge_stores(tmp_path / "merged", [first, second, third], config=FLOAT32)
+    assert again.analyst_labels_added == 0

@@ -121,6 +121,8 @@ TABLES = (
     "splits",
     "ccd_predictions",
     "exposure_predictions",
+    "analyst_labels",
+    "nightly_exposures",
 )
 
 _LOCK_MESSAGES = ("lock", "Conflicting lock", "being used by another")

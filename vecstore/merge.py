@@ -14,12 +14,15 @@
   run_id, started_at) and does not copy it twice. CCDs and failures point at the renumbered run.
   The merge itself is a run (``command = 'merge'``) of ``dest``.
 * **failures**, with renumbered run ids, each row copied once (a re-merge adds none).
+* **analysts' verdicts** (``analyst_labels``), one per analyst and target as in one store: a verdict
+  ``dest`` lacks is added, one ``dest`` has is replaced only by a later one (``labelled_at``), as a second
+  ``vec labels add`` would; a re-merge changes nothing.
 
 The provenance and the vector layout (``feature_names``, ``blocks``) come along with the vectors, so a
 merged hybrid store balances its blocks and a merged ``qa`` store has its ``features`` view.
 
-Not copied: models, splits and predictions, which are derived from the vectors and labels; train again on
-the merged store.
+Not copied: models, splits, predictions and the nightly bookkeeping, which are derived from the vectors
+and labels; train again on the merged store.
 
 Refusals, before anything is written:
 
@@ -69,6 +72,7 @@ class MergeSummary:
     ccds_added: int = 0
     ccds_skipped: int = 0  # already in dest (identical), or an identical duplicate in an earlier source
     labels_added: int = 0
+    analyst_labels_added: int = 0
     runs_added: int = 0
     failures_added: int = 0
     run_ids: dict[str, dict[int, int]] = field(default_factory=dict)  # source -> {old run id: dest run id}
@@ -76,7 +80,8 @@ class MergeSummary:
     def describe(self) -> str:
         return (
             f"merged {len(self.sources)} store(s) into {self.dest}: {self.ccds_added:,} CCDs added, "
-            f"{self.ccds_skipped:,} already there, {self.labels_added:,} labels, {self.runs_added:,} runs, "
+            f"{self.ccds_skipped:,} already there, {self.labels_added:,} labels, "
+            f"{self.analyst_labels_added:,} analysts' verdicts, {self.runs_added:,} runs, "
             f"{self.failures_added:,} failures (merge run {self.run_id})"
         )
 
@@ -268,6 +273,7 @@ def _copy_all(
                 "ccds_added": summary.ccds_added,
                 "ccds_skipped": summary.ccds_skipped,
                 "labels_added": summary.labels_added,
+                "analyst_labels_added": summary.analyst_labels_added,
                 "runs_added": summary.runs_added,
                 "failures_added": summary.failures_added,
             },
@@ -284,6 +290,7 @@ def _copy_bookkeeping(dest: Store, source: Store, summary: MergeSummary) -> dict
     source_runs = source.query(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs ORDER BY run_id").to_pylist()
     failures = source.query(f"SELECT {', '.join(_FAILURE_COLUMNS)} FROM failures").to_pylist()
     labels = source.query("SELECT * FROM labels")
+    verdicts = _analyst_labels(source)
     with dest.transaction() as con:
         known = _merged_runs(con)
         next_id = con.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchall()[0][0] + 1
@@ -301,7 +308,35 @@ def _copy_bookkeeping(dest: Store, source: Store, summary: MergeSummary) -> dict
             run_map[run["run_id"]] = known[key]
         summary.failures_added += _insert_failures(con, failures, run_map)
         summary.labels_added += _insert_labels(con, labels)
+        summary.analyst_labels_added += _insert_analyst_labels(con, verdicts)
     return run_map
+
+
+def _analyst_labels(source: Store) -> pa.Table | None:
+    """The source's analysts' verdicts; None for a store from before ``vec labels add`` (opened read-only,
+    its catalog never gained the table)."""
+    present = source.scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'analyst_labels'"
+    )
+    return source.query("SELECT * FROM analyst_labels") if present else None
+
+
+def _insert_analyst_labels(con, verdicts: pa.Table | None) -> int:
+    """Verdicts ``dest`` lacks, or later than its own for the same analyst and target; how many."""
+    if verdicts is None or verdicts.num_rows == 0:
+        return 0
+    con.register("incoming_verdicts", verdicts)
+    try:
+        newer = (
+            "FROM incoming_verdicts i LEFT JOIN analyst_labels d USING (analyst, expnum, ccdnum) "
+            "WHERE d.analyst IS NULL OR i.labelled_at > d.labelled_at"
+        )
+        n = con.execute(f"SELECT count(*) {newer}").fetchall()[0][0]
+        columns = ", ".join(f"i.{c}" for c in verdicts.column_names)
+        con.execute(f"INSERT OR REPLACE INTO analyst_labels SELECT {columns} {newer}")
+        return int(n)
+    finally:
+        con.unregister("incoming_verdicts")
 
 
 def _merged_runs(con) -> dict[tuple[str, int, str], int]:
