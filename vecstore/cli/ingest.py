@@ -17,7 +17,7 @@ from vecstore.cli.options import (
     weights_option,
     workers_option,
 )
-from vecstore.errors import BadInputError
+from vecstore.errors import BadInputError, VecError
 
 
 @app.command()
@@ -60,6 +60,13 @@ def ingest(
         min=1,
         help="CPUs of the local Ray instance started when --engine ray has no --address.",
     ),
+    similar_index: bool | None = typer.Option(
+        None,
+        "--similar-index/--no-similar-index",
+        help="At the end, build (or bring up to date) the label-free space `vec similar` searches before "
+        "any model is trained. Default: only when the store has no trained model.",
+        show_default=False,
+    ),
 ) -> None:
     """Embed every CCD of the sources that the store does not have yet (resumable), with a progress bar.
 
@@ -83,13 +90,42 @@ def ingest(
             from ingest.engine.local import ingest as run_ingest
 
             summary = run_ingest(store, sources, options, progress=bar.update)
-    _report_ingest(summary)
+        typer.echo(summary.describe())
+        if summary.ingested + summary.skipped:
+            _similar_index(store, run.config, similar_index)
+    _report_failures(summary)
 
 
-def _report_ingest(summary) -> None:
-    """The summary line, the first failures, and the exit code: EXIT_PARTIAL if some CCDs failed,
-    EXIT_ERROR if every CCD failed (none ingested now or before)."""
-    typer.echo(summary.describe())
+def _similar_index(store, config, wanted: bool | None) -> None:
+    """The label-free corpus space, built or caught up now so that the first `vec similar` is quick:
+    by default only when the store has no trained model (a model's own corpus space is searched then)."""
+    import time
+
+    from vecstore.corpus_space import LabelFreeSpace, label_free_space, space_dir
+    from vecstore.models import SETTINGS, current_version
+
+    if wanted is False or (wanted is None and current_version(store) is not None):
+        return
+    n = int(store.scalar("SELECT count(*) FROM ccds"))
+    saved = (space_dir(store) / SETTINGS).exists()
+    if saved and not LabelFreeSpace(store, space_dir(store)).is_stale(config):
+        doing = f"adding new CCDs to the label-free space's index ({n:,} CCDs in the store)"
+    else:
+        doing = f"fitting the label-free space and indexing {n:,} CCDs"
+    typer.echo(f"similar index: {doing} for `vec similar` (skip with --no-similar-index)")
+    start = time.perf_counter()
+    try:
+        space = label_free_space(store, config)  # built, or fitted again when stale
+        space.corpus_index()  # adds (and saves) CCDs committed since it was built
+    except VecError as exc:  # e.g. too few CCDs to fit on: the ingest itself is done
+        typer.echo(f"similar index: not built ({exc}); `vec similar` tries again on first use", err=True)
+        return
+    typer.echo(f"similar index: ready in {time.perf_counter() - start:.1f} s ({space.dir})")
+
+
+def _report_failures(summary) -> None:
+    """The first failures, and the exit code: EXIT_PARTIAL if some CCDs failed, EXIT_ERROR if every CCD
+    failed (none ingested now or before)."""
     if not summary.failed:
         return
     for path, hdu, reason in summary.failures[:20]:
