@@ -10,8 +10,9 @@ bad class with the largest summed probability over the flagged CCDs.
 
 One CCD can also make an exposure bad **on its own**: for the *CCD-level* categories — those whose labels
 name single CCDs, not whole exposures (DELVE's per-CCD lists: Bad_CCD, Noise, Ghost_Scatter), found by
-``vec train`` from the labels themselves (:func:`query.crossval.ccd_level_categories`) — a CCD whose probability of those classes reaches ``t_l``
-(also cross-validated; ``None`` = off) is flagged, and the exposure is bad. A dead amplifier on one CCD
+``vec train`` from the labels themselves (:func:`query.crossval.ccd_level_categories`) — a CCD whose
+probability of those classes reaches ``t_l`` (also cross-validated; ``None`` = off) is flagged, and the
+exposure is bad. A dead amplifier on one CCD
 of 20 is a bad exposure, but no fraction of 1/20 could be told apart from the odd good CCD whose
 neighbours happen to be bad: the fraction rule pools evidence for exposure-wide artifacts (clouds, PSF,
 focus), the single-CCD rule judges artifacts that are CCD-sized by nature. Its category is the CCD-level
