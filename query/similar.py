@@ -39,7 +39,10 @@ def resolve_ccd(store: Store, reference: str) -> int:
         expnum, sql = int(match["expnum"]), "expnum = ? AND upper(ccdname) = upper(?)"
         rows = _ccd_ids(store, sql, [expnum, match["ccdname"]])
     elif text.isdigit():
-        expnum, rows = int(text), _ccd_ids(store, "ccd_id = ?", [int(text)])
+        number = int(text)
+        rows = _ccd_ids(store, "ccd_id = ?", [number])
+        # Not a ccd_id: an exposure number given alone (name its CCDs), else the exposure of that ccd_id.
+        expnum = number if rows or exposure_ccdnames(store, number) else int(expnum_of(number))
     else:
         expnum, rows = _leading_number(text), []
     if not rows:

@@ -185,6 +185,14 @@ def test_an_exposure_not_in_the_store_is_said_to_have_none(filled):
         resolve_ccd(store, "5555/N4")
 
 
+def test_a_bare_number_is_read_as_a_ccd_id_or_as_an_exposure_given_alone(filled):
+    with Store.open(filled) as store:
+        with pytest.raises(NotFoundError, match="exposure 1000 has 3 CCDs in the store: N1, N2, N3"):
+            resolve_ccd(store, "100009")  # a ccd_id of exposure 1000 the store does not hold
+        with pytest.raises(NotFoundError, match="exposure 1000 has 3 CCDs in the store: N1, N2, N3"):
+            resolve_ccd(store, "1000")  # an exposure number, not a CCD
+
+
 def test_known_references_still_resolve(filled):
     with Store.open(filled) as store:
         assert resolve_ccd(store, "1000/n2") == resolve_ccd(store, "100002") == 100002
