@@ -84,11 +84,6 @@ def parse_analyst(name: str) -> str:
     return name
 
 
-def _has_table(store: Store, name: str) -> bool:
-    """Stores opened read-only that predate a table do not have it (a writable open adds it)."""
-    return bool(store.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]))
-
-
 # ------------------------------------------------------------------------------------------ adding
 @dataclass(frozen=True)
 class AddResult:
@@ -144,7 +139,7 @@ def add_label(store: Store, target: str, category: str, analyst: str, note: str 
 
 def analyst_rows(store: Store, expnum: int | None = None, analyst: str | None = None) -> list[dict]:
     """Every verdict (of one exposure, of one analyst), ordered by exposure, CCD, analyst."""
-    if not _has_table(store, "analyst_labels"):
+    if not store.has_table("analyst_labels"):
         return []
     where, params = [], []
     if expnum is not None:

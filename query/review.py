@@ -305,7 +305,7 @@ def _known_expnums(store: Store, model: Model, skip: set[int]) -> list[int]:
 
 
 def _analyst_expnums(store: Store) -> set[int]:
-    if not store.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'analyst_labels'"):
+    if not store.has_table("analyst_labels"):
         return set()
     return set(store.query("SELECT DISTINCT expnum FROM analyst_labels").column("expnum").to_pylist())
 

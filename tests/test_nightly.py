@@ -8,33 +8,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from ingest.simulate.survey import simulate_survey
 from query.nightly import listed_expnums
-from vecstore.cli import app
+from tests.simstore import trained_simulated_store, vec
 
 CCDS = ["N4", "N5", "S4", "S5"]
 SHAPE = (128, 64)
-runner = CliRunner()
-
-
-def vec(store, *args, ok=True):
-    result = runner.invoke(app, ["--store", str(store), *map(str, args)])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A store trained on 22 simulated exposures (qa features: no weights, quick on CPU)."""
     root = tmp_path_factory.mktemp("nightly")
-    sim = simulate_survey(root / "sim", 22, ccd_shape=SHAPE, ccdnames=CCDS, seed=5, bad_fraction=0.5)
-    store = root / "store"
-    vec(store, "ingest", root / "sim", "--release", "sim", "--embedder", "qa", "--workers", 0)
-    vec(store, "labels", "import", sim.truth.bad_expid)
-    vec(store, "train")
+    store, _ = trained_simulated_store(root, 22, ccd_shape=SHAPE, ccdnames=CCDS, seed=5, bad_fraction=0.5)
     return store
 
 

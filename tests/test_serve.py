@@ -24,10 +24,10 @@ from PIL import Image
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from ingest.simulate.survey import simulate_survey
 from query.classify import classify_exposures
 from query.similar import find_similar
 from tests.browser import chromium_path
+from tests.simstore import trained_simulated_store, vec
 from vecstore.cli import app as cli
 from vecstore.cli.web.app import create_app
 from vecstore.cli.web.filters import compile_filter
@@ -42,21 +42,11 @@ MAP_SAMPLE = 120
 runner = CliRunner()
 
 
-def vec(store, *args):
-    result = runner.invoke(cli, ["--store", str(store), *map(str, args)])
-    assert result.exit_code == 0, result.output
-    return result
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(store path, simulation): trained, with a classify --all run; tests that write use a copy."""
     root = tmp_path_factory.mktemp("serve")
-    sim = simulate_survey(root / "sim", 24, ccd_shape=SHAPE, ccdnames=CCDS, seed=3, bad_fraction=0.6)
-    store = root / "store"
-    vec(store, "ingest", root / "sim", "--release", "sim", "--embedder", "qa", "--workers", 0)
-    vec(store, "labels", "import", sim.truth.bad_expid)
-    vec(store, "train")
+    store, sim = trained_simulated_store(root, 24, ccd_shape=SHAPE, ccdnames=CCDS, seed=3, bad_fraction=0.6)
     vec(store, "classify", "--all")
     return store, sim
 

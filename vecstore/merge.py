@@ -315,10 +315,7 @@ def _copy_bookkeeping(dest: Store, source: Store, summary: MergeSummary) -> dict
 def _analyst_labels(source: Store) -> pa.Table | None:
     """The source's analysts' verdicts; None for a store from before ``vec labels add`` (opened read-only,
     its catalog never gained the table)."""
-    present = source.scalar(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'analyst_labels'"
-    )
-    return source.query("SELECT * FROM analyst_labels") if present else None
+    return source.query("SELECT * FROM analyst_labels") if source.has_table("analyst_labels") else None
 
 
 def _insert_analyst_labels(con, verdicts: pa.Table | None) -> int:

@@ -260,6 +260,12 @@ class Store:
             rows = con.execute(sql, params or []).fetchall()
         return rows[0][0] if rows else None
 
+    def has_table(self, name: str) -> bool:
+        """Whether the catalog has table ``name``: a store from before a table was added, opened read-only,
+        lacks it (a writable open adds it)."""
+        sql = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
+        return bool(self.scalar(sql, [name]))
+
     def transaction(self):
         self._require_writable()
         return catalog.transaction(self.catalog_path, self._timeout)

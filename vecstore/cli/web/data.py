@@ -79,10 +79,6 @@ def label_colour(label: str | None) -> str:
     return GOOD_COLOUR if label == GOOD else category_colour(label)
 
 
-def _has_table(store: Store, name: str) -> bool:
-    return bool(store.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]))
-
-
 # ------------------------------------------------------------------------------------------ survey
 def latest_run(store: Store) -> dict | None:
     """The newest ``vec classify --all`` run: id, status, times, model version, rule, counts."""
@@ -552,7 +548,7 @@ def ccd_data(
 def review_data(store: Store, queue: ReviewQueue) -> dict:
     expnums = [e.expnum for e in queue.entries]
     given: dict[int, list[str]] = {}
-    if expnums and _has_table(store, "analyst_labels"):
+    if expnums and store.has_table("analyst_labels"):
         marks = ", ".join("?" for _ in expnums)
         for r in store.query(
             f"SELECT expnum, analyst, ccdname, category FROM analyst_labels WHERE expnum IN ({marks}) "

@@ -18,22 +18,10 @@ from __future__ import annotations
 import re
 
 from vecstore.errors import BadInputError
+from vecstore.store import CCD_COLUMNS
 
-COLUMNS = (
-    "expnum",
-    "ccdname",
-    "ccdnum",
-    "filter",
-    "exptime",
-    "mjd_obs",
-    "airmass",
-    "plver",
-    "ra",
-    "dec",
-    "release",
-    "ccd_cuts",
-    "ebv",
-)
+# The ccds metadata a look-alike can be filtered on: every catalog column but the ids and file locations.
+COLUMNS = tuple(c for c in CCD_COLUMNS if c not in ("ccd_id", "path", "hdu"))
 _OPERATORS = {"=": "=", "==": "=", "!=": "<>", "<>": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![A-Za-z_])"
