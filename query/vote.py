@@ -99,9 +99,13 @@ def ccd_verdicts(probs: np.ndarray, classes: tuple[str, ...], prob_cut: float) -
     return verdicts
 
 
+def _local_columns(classes: tuple[str, ...], local_classes) -> list[int]:
+    return [i for i in _bad_columns(classes) if classes[i] in set(local_classes)]
+
+
 def p_local_of(probs: np.ndarray, classes: tuple[str, ...], local_classes) -> np.ndarray:
     """(n, n_classes) probabilities -> (n,) probability of the CCD-level classes."""
-    columns = [i for i, c in enumerate(classes) if c in set(local_classes)]
+    columns = _local_columns(classes, local_classes)
     probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(classes))
     return probs[:, columns].sum(axis=1) if columns else np.zeros(len(probs))
 
@@ -117,7 +121,7 @@ def calibrated_ccd_verdicts(
     ``>= local_threshold``; its label is then its top bad class (its top CCD-level class when alone)."""
     probs = np.asarray(probs, dtype=np.float64)
     bad_columns = _bad_columns(classes)
-    local_columns = [i for i in bad_columns if classes[i] in set(local_classes)]
+    local_columns = _local_columns(classes, local_classes)
     p_local = p_local_of(probs, classes, local_classes)
     verdicts = []
     for row, p_bad, p_loc in zip(probs, p_bad_of(probs, classes), p_local, strict=True):
