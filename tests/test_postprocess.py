@@ -88,3 +88,29 @@ def test_block_weights_survive_save_and_load(tmp_path):
 def test_blocks_must_cover_the_vector():
     with pytest.raises(VecError, match="add up to"):
         fit_postprocessor(np.random.rand(50, 30), 5, 0.0, blocks=[("a", 20)])
+
+
+def test_auto_is_robust_scaling_for_qa_quantile_in_a_hybrid_and_the_paper_pipeline_for_vits():
+    from vecstore.postprocess import resolve_methods
+
+    assert resolve_methods("auto", "qa", None) == "robust"
+    assert resolve_methods("auto", "dinov2", None) == "paper"
+    assert resolve_methods("auto", "dinov2+qa", [("dinov2", 768), ("qa", 27)]) == ("paper", "quantile")
+    assert resolve_methods("quantile", "qa", None) == "quantile"  # an explicit method wins
+    with pytest.raises(VecError, match="expected auto or one of"):
+        resolve_methods("pca", "qa", None)
+
+
+def test_robust_scaling_keeps_how_far_an_outlier_lies():
+    """(x - median) / IQR, as scikit-learn's RobustScaler, with no PCA: an artifact 100 IQRs out stays
+    100 units out (a quantile transform would put it at the edge of [0, 1], beside a mild outlier)."""
+    from sklearn.preprocessing import RobustScaler
+
+    rng = np.random.default_rng(0)
+    good = rng.lognormal(0.0, 0.5, size=(500, 3))
+    processor = fit_postprocessor(good, 15, 0.0, method="robust")
+    iqr = np.subtract(*np.percentile(good[:, 1], [75, 25]))
+    queries = np.array([[1.0, 1.0, 1.0], [1.0, 100.0 * iqr, 1.0]])
+    np.testing.assert_allclose(processor.transform(queries), RobustScaler().fit(good).transform(queries))
+    near, far = processor.transform(queries)
+    assert abs(far[1] - near[1]) > 90

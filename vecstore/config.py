@@ -148,7 +148,7 @@ class IngestConfig(Section):
 @dataclass(frozen=True)
 class PostprocessConfig(Section):
     NAME = "postprocess"
-    # auto: quantile for qa statistics, else paper
+    # auto: robust for qa statistics, quantile for a hybrid's qa block, else paper (vecstore.postprocess)
     method: str = knob("auto", choices=("auto", "paper", "quantile", "robust"))
     n_components: int = knob(15, low=1)
     variance_threshold: float = knob(0.001, low=0.0)

@@ -3,11 +3,17 @@
 Methods (``postprocess.method``; ``auto`` picks per embedder, see :func:`resolve_methods`):
 
 - ``paper``: MinMaxScaler -> PCA(15) -> VarianceThreshold(0.001), the paper's HPO choice, for DINOv2.
-- ``quantile``: each feature through its empirical CDF on the training CCDs (scikit-learn's
-  QuantileTransformer, uniform output), no PCA. For the ``qa`` statistics, whose tails are heavy
-  (max/median up to 600x): MinMax squeezes the good population into a sliver of [0, 1], and L1 on ranks
-  weighs every statistic alike.
-- ``robust``: (x - median) / IQR per feature, no PCA.
+- ``robust``: (x - median) / IQR per feature (scikit-learn's RobustScaler), no PCA: ``auto``'s choice for
+  the ``qa`` statistics, whose tails are heavy (max/median up to 600x). MinMax squeezes their good
+  population into a sliver of [0, 1]; robust scaling spreads the good population over a few units and
+  keeps how far outside it an artifact lies, which the k-NN needs: measured on four simulated stores
+  (seeds 0-3, CCDs of 384 x 192 to 1024 x 512, 880 exposures classified), exposure accuracy 0.94 against
+  0.91 for ``quantile`` and 0.87 for ``paper``, and the cross-validated score was as high or higher on
+  all four (README, "Post-processor per embedder").
+- ``quantile``: each feature through its empirical CDF on the training CCDs (QuantileTransformer,
+  uniform output), no PCA: every statistic bounded to [0, 1] and weighed alike in L1, but a dead
+  amplifier and a barely unusual CCD land equally far from the good ones. Kept for the ``qa`` block of a
+  hybrid, whose blocks are balanced by total variance, which heavy tails would distort.
 
 A hybrid vector (``dinov2+qa``) is processed block by block, each with its own method, and each block is
 then brought to unit total variance so that 768 ViT dimensions do not drown 26 statistics.
@@ -215,8 +221,9 @@ def _fit_blocks(
 def resolve_methods(
     configured: str, embedder: str, blocks: list[tuple[str, int]] | None
 ) -> str | tuple[str, ...]:
-    """The method of each block: ``configured`` everywhere, or for ``auto`` quantile on ``qa``
-    statistics (a qa store, or the qa block of a hybrid) and the paper's pipeline on everything else."""
+    """The method of each block: ``configured`` everywhere, or for ``auto`` robust scaling on a ``qa``
+    store, quantile on the qa block of a hybrid (see the module docstring) and the paper's pipeline on
+    everything else."""
     if configured != "auto":
         if configured not in METHODS:
             raise ConfigError(
@@ -224,7 +231,7 @@ def resolve_methods(
             )
         return configured
     if not blocks:
-        return "quantile" if embedder == "qa" else "paper"
+        return "robust" if embedder == "qa" else "paper"
     methods = tuple("quantile" if name == "qa" else "paper" for name, _ in blocks)
     return "paper" if set(methods) == {"paper"} else methods
 
