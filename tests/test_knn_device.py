@@ -181,3 +181,31 @@ def test_training_and_classify_on_the_torch_path_equal_the_numba_path(tmp_path, 
         )
     assert used and set(used) == {"cuda"}
     assert outcomes["cuda"] == outcomes["cpu"]
+
+
+def test_the_knn_device_option_of_classify(tmp_path, monkeypatch):
+    """--knn-device cpu gives the default's verdicts; cuda on a host without one, or a word that is no
+    device, is refused with a message that names the option's knob and what it accepts."""
+    from typer.testing import CliRunner
+
+    from query.train import train
+    from tests.querydata import make_store
+    from vecstore.cli.app import app
+
+    store, truth = make_store(tmp_path / "store", spread=2.0, n_good=12, exposures_per_class=3)
+    with store:
+        train(store, Config())
+    expnum = str(min(truth))
+    runner = CliRunner()
+
+    def classify(*extra):
+        return runner.invoke(app, ["--store", str(tmp_path / "store"), "classify", expnum, "--json", *extra])
+
+    default, on_cpu = classify(), classify("--knn-device", "cpu")
+    assert default.exit_code == 0 and on_cpu.exit_code == 0, default.output + on_cpu.output
+    assert on_cpu.output == default.output
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    no_gpu = classify("--knn-device", "cuda")
+    assert no_gpu.exit_code != 0 and "no CUDA device" in no_gpu.output
+    wrong = classify("--knn-device", "gpu")
+    assert wrong.exit_code != 0 and "knn_device" in wrong.output and "cuda:N" in wrong.output

@@ -110,6 +110,12 @@ def classify(
     min_bad_ccds: int | None = typer.Option(
         None, "--min-bad-ccds", min=1, help="Paper rule: bad CCDs that make a bad exposure [3]."
     ),
+    knn_device: str | None = typer.Option(
+        None,
+        "--knn-device",
+        help="Where the exact L1 search runs: auto (a GPU for >= 1000 CCDs when torch sees one), cpu, "
+        "cuda or cuda:N [config: classify.knn_device].",
+    ),
     weights: Path | None = weights_option(", to embed a new FILE"),
     add: bool = typer.Option(False, "--add", help="Also ingest a FILE into the store."),
     as_json: bool = json_flag("JSON with every CCD and its voting neighbours"),
