@@ -34,3 +34,13 @@ def test_quick_benchmark_prints_a_table(name, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "---" in result.stdout  # a table's rule line
     assert list(tmp_path.glob("*.json")), "no results file written"
+
+
+def test_classify_bench_interval_is_the_wilson_score_interval():
+    sys.path.insert(0, str(ROOT))
+    from bench.classify_bench import wilson_interval
+
+    low, high = wilson_interval(8, 10)
+    assert (round(low, 3), round(high, 3)) == (0.490, 0.943)  # the textbook example
+    assert wilson_interval(80, 80)[1] == 1.0 and wilson_interval(80, 80)[0] < 0.96  # not a zero width
+    assert wilson_interval(0, 0) == (0.0, 1.0)
