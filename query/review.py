@@ -12,8 +12,11 @@ The score of an exposure (higher = inspect sooner) adds five terms, each in [0, 
     score = 2 C + 1 B + 1 U + 0.5 D + 0.5 R
 
 - ``C`` cover: the exposures, labelled and not, are put in ``L + N`` groups of look-alikes (``L`` labelled
-  exposures, ``N`` asked for, at most one group per 5 exposures; k-medians in L1 in the model's
-  post-processed space, an exposure described by the per-dimension mean, max and min over its CCDs). In a
+  exposures, ``N`` asked for, at most one group per 5 exposures; k-medians in L1 on each exposure's
+  per-dimension mean, max and min over its CCDs of the model's post-processed vectors, each compressed as
+  ``sign(x) log(1 + |x|)``: about linear within a few units, so look-alikes stay together, while an
+  exposure extreme in one statistic — robust scaling leaves it hundreds of units out — does not make a
+  group of its own and win the cover as an outlier). In a
   group that holds no labelled exposure, its most typical unlabelled member (the smallest mean distance to
   its 5 nearest group members) gets the group's size over the largest such group's; every other exposure
   gets 0. Labels spent on typical exposures of what no label describes yet teach the k-NN more than labels
@@ -273,8 +276,14 @@ def group_exposures(x: np.ndarray, n_groups: int, seed: int) -> np.ndarray:
     return groups
 
 
+def compressed_tails(x: np.ndarray) -> np.ndarray:
+    """``sign(x) log(1 + |x|)``: near x for small values, logarithmic far out."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
 def cover_values(x: np.ndarray, labelled: np.ndarray, n_groups: int, seed: int) -> tuple[np.ndarray, ...]:
     """(C of each row, group of each row): see the module docstring. ``labelled``: (n,) bool."""
+    x = compressed_tails(x)
     groups = group_exposures(x, n_groups, seed)
     cover = np.zeros(len(x))
     covered = set(groups[labelled].tolist())
