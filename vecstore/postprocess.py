@@ -8,7 +8,7 @@ Methods (``postprocess.method``; ``auto`` picks per embedder, see :func:`resolve
   population into a sliver of [0, 1]; robust scaling spreads the good population over a few units and
   keeps how far outside it an artifact lies, which the k-NN needs: measured on four simulated stores
   (seeds 0-3, CCDs of 384 x 192 to 1024 x 512, 880 exposures classified), exposure accuracy 0.94 against
-  0.91 for ``quantile`` and 0.87 for ``paper``, and the cross-validated score was as high or higher on
+  0.91 for ``quantile`` and 0.88 for ``paper``, and the cross-validated score was as high or higher on
   all four (README, "Post-processor per embedder").
 - ``quantile``: each feature through its empirical CDF on the training CCDs (QuantileTransformer,
   uniform output), no PCA: every statistic bounded to [0, 1] and weighed alike in L1, but a dead
