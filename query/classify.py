@@ -25,6 +25,7 @@ from query.vote import (
     ccd_verdicts,
     exposure_vote,
     fraction_vote,
+    single_ccd_clause,
 )
 from vecstore.config import ClassifyConfig
 from vecstore.errors import BadInputError, NotFoundError
@@ -67,14 +68,10 @@ class Rule:
                 f"paper rule (Luo et al.): CCD bad at top bad-class p >= {self.prob_cut:g}, "
                 f"exposure bad with >= {self.min_bad_ccds} bad CCDs"
             )
-        alone = (
-            f", or when one CCD has p({'+'.join(self.local_classes)}) >= {self.local_threshold:g}"
-            if self.single_ccd
-            else ""
-        )
         return (
             f"calibrated rule: CCD flagged at p_bad >= {self.threshold:g}, exposure bad when >= "
-            f"{self.fraction:.0%} of its CCDs (and at least 1) are flagged{alone}"
+            f"{self.fraction:.0%} of its CCDs (and at least 1) are flagged"
+            + single_ccd_clause(self.local_classes, self.local_threshold)
         )
 
     @property

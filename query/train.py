@@ -34,7 +34,7 @@ import numpy as np
 from query.crossval import LabelledPool, cross_validate, make_fitter, reference_set
 from query.good_set import classified_later, draw_good, good_candidates
 from query.labels import resolve_ccd_categories
-from query.vote import RULES
+from query.vote import RULES, single_ccd_clause
 from vecstore.config import Config
 from vecstore.errors import TrainingError
 from vecstore.models import ReferenceSet, write_model
@@ -440,11 +440,7 @@ def describe_training(result: TrainResult) -> str:
             f"  calibrated by {cv['folds']}-fold cross-validation grouped by exposure on "
             f"{cv['bad_exposures']:,} bad and {cv['good_exposures']:,} good exposures ({s['objective']}):"
         )
-        alone = (
-            f", or when one CCD has p({'+'.join(s['local_classes'])}) >= {s['local_threshold']:g}"
-            if s.get("local_threshold") is not None
-            else ""
-        )
+        alone = single_ccd_clause(s.get("local_classes", ()), s.get("local_threshold"))
         lines.append(
             f"  CCD flagged at p_bad >= {s['threshold']:g}; exposure bad when >= {s['fraction']:.0%} of its "
             f"CCDs are flagged{alone} -> accuracy {cv['accuracy']:.3f}, bad precision {cv['precision']:.3f}, "

@@ -110,6 +110,13 @@ def p_local_of(probs: np.ndarray, classes: tuple[str, ...], local_classes) -> np
     return probs[:, columns].sum(axis=1) if columns else np.zeros(len(probs))
 
 
+def single_ccd_clause(local_classes, local_threshold: float | None) -> str:
+    """The single-CCD rule in words, to append to the fraction rule's; empty when it is off."""
+    if local_threshold is None or not local_classes:
+        return ""
+    return f", or when one CCD has p({'+'.join(local_classes)}) >= {local_threshold:g}"
+
+
 def calibrated_ccd_verdicts(
     probs: np.ndarray,
     classes: tuple[str, ...],
