@@ -303,11 +303,11 @@ def cover_values(x: np.ndarray, labelled: np.ndarray, n_groups: int, seed: int) 
     return cover, groups
 
 
-def _known_expnums(store: Store, model: Model, skip: set[int]) -> list[int]:
-    """Exposures a person has already judged: labelled (imported or by an analyst), known good, or voting
-    in the model's reference set; only those with CCDs in the store."""
+def _known_expnums(store: Store, model: Model, judged: set[int]) -> list[int]:
+    """Exposures a person has already judged: labelled (imported), ``judged`` (known good, labelled by an
+    analyst), or voting in the model's reference set; only those with CCDs in the store."""
     ref_ids, _ = model.reference_labels()
-    known = set(labelled_expnums(store).tolist()) | _analyst_expnums(store) | skip
+    known = set(labelled_expnums(store).tolist()) | judged
     known |= set(np.unique(expnum_of(ref_ids)).tolist())
     stored = set(store.query("SELECT DISTINCT expnum FROM ccds").column("expnum").to_pylist())
     return sorted(int(e) for e in known & stored)
@@ -407,15 +407,15 @@ def review_queue(
     exclude: set[int] | None = None,
 ) -> ReviewQueue:
     """The ``n`` most useful unlabelled exposures to inspect next, scored as the module docstring says."""
-    good = _excluded(store, model)
-    skip = good | _analyst_expnums(store) | set(exclude or ())
+    judged = _excluded(store, model) | _analyst_expnums(store)
+    skip = judged | set(exclude or ())
     candidates = [e for e in unlabelled_expnums(store, None) if e not in skip]
     labelled = {r["category"]: r["exposures"] for r in labels_summary(store).rows}
     results: list[ExposureResult] = []
     for start in range(0, len(candidates), cfg.chunk_exposures):
         results += classify_exposures(store, model, candidates[start : start + cfg.chunk_exposures], cfg)
     rule = results[0].rule if results else None
-    cover, groups = _cover(store, model, cfg, results, _known_expnums(store, model, good), n)
+    cover, groups = _cover(store, model, cfg, results, _known_expnums(store, model, judged), n)
     base = [score_exposure(r, r.rule, labelled)[0] for r in results]
     entries = []
     order = greedy_order(base, WEIGHTS["cover"] * cover, groups, n)
