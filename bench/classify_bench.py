@@ -111,32 +111,29 @@ def new_file_scores(store: Store, new_sim, config: Config) -> dict[str, dict[str
     return {rule: file_scores(store, Model.for_rule(store, rule), new_sim, config) for rule in RULES}
 
 
+def retrained_scores(store: Store, demo, new_sim, config: Config) -> tuple[dict, dict, dict]:
+    """Train the calibrated rule with ``config``, then its cross-validation summary and its held-out and
+    new-file scores."""
+    trained = train(store, config, rule="calibrated", good_from=str(demo.good_list))
+    model = Model.current(store)
+    run = classify_all(store, model, config.classify)
+    held = held_out_scores(store, demo.truth, demo.held_out, run.run_id)
+    return trained.settings["cv"], held, file_scores(store, model, new_sim, config)
+
+
 def fraction_only(store: Store, demo, new_sim, config: Config) -> tuple[dict, dict]:
     """Held-out and new-file scores of the calibrated rule trained without its single-CCD part."""
     ablated = dataclasses.replace(config, train=dataclasses.replace(config.train, single_ccd_rule=False))
-    train(store, ablated, rule="calibrated", good_from=str(demo.good_list))
-    model = Model.current(store)
-    run = classify_all(store, model, ablated.classify)
-    return held_out_scores(store, demo.truth, demo.held_out, run.run_id), file_scores(
-        store, model, new_sim, ablated
-    )
+    _, held, new = retrained_scores(store, demo, new_sim, ablated)
+    return held, new
 
 
 def method_rows(store: Store, demo, new_sim, config: Config) -> list[dict]:
     rows = []
     for method in METHODS:
         tuned = dataclasses.replace(config, postprocess=PostprocessConfig(method=method))
-        trained = train(store, tuned, rule="calibrated", good_from=str(demo.good_list))
-        model = Model.current(store)
-        run = classify_all(store, model, tuned.classify)
-        rows.append(
-            {
-                "method": method,
-                "cv": trained.settings["cv"],
-                "held_out": held_out_scores(store, demo.truth, demo.held_out, run.run_id),
-                "new_files": file_scores(store, model, new_sim, tuned),
-            }
-        )
+        cv, held, new = retrained_scores(store, demo, new_sim, tuned)
+        rows.append({"method": method, "cv": cv, "held_out": held, "new_files": new})
     return rows
 
 
