@@ -192,7 +192,7 @@ def cross_validate(pool: LabelledPool, train_cfg, classify_cfg, fit, seed: int) 
     )
 
 
-def make_fitter(postprocess_cfg, method, blocks) -> Callable[[np.ndarray], object]:
+def make_fitter(postprocess_cfg, method, blocks, magnitude_pairs=None) -> Callable[[np.ndarray], object]:
     """The post-processor fit used for every fold and for the deployed model."""
 
     def fit(vectors: np.ndarray):
@@ -202,6 +202,7 @@ def make_fitter(postprocess_cfg, method, blocks) -> Callable[[np.ndarray], objec
             postprocess_cfg.variance_threshold,
             blocks=blocks,
             method=method,
+            magnitude_pairs=magnitude_pairs,
         )
 
     return fit

@@ -38,7 +38,7 @@ from query.vote import RULES, single_ccd_clause
 from vecstore.config import Config
 from vecstore.errors import TrainingError
 from vecstore.models import ReferenceSet, write_model
-from vecstore.postprocess import fit_postprocessor, resolve_methods
+from vecstore.postprocess import fit_postprocessor, orientation_pairs, resolve_methods
 from vecstore.store import Store
 from vecstore.vocabulary import CATEGORIES, GOOD, expnum_of
 
@@ -264,7 +264,7 @@ class _VectorCache:
 def _train_calibrated(store: Store, config: Config, good_from: str) -> TrainResult:
     pool = _pool(store, config, good_from)
     method = resolve_methods(config.postprocess.method, _embedder(store), _blocks(store))
-    fit = make_fitter(config.postprocess, method, _blocks(store))
+    fit = make_fitter(config.postprocess, method, _blocks(store), _magnitude_pairs(store, config))
     cv = cross_validate(pool, config.train, config.classify, fit, config.train.seed)
     rng = np.random.default_rng([config.train.seed, 1])
     ref_ids, ref_labels = reference_set(
@@ -315,6 +315,13 @@ def _good_notes(store: Store, ref_ids, ref_labels, good_from: str) -> list[str]:
 def _embedder(store: Store) -> str:
     provenance = store.provenance()
     return provenance.embedder if provenance else ""
+
+
+def _magnitude_pairs(store: Store, config: Config) -> list[tuple[int, int]]:
+    """The (e1, e2) feature pairs whose angle the distance ignores (``postprocess.orientation``)."""
+    provenance = store.provenance()
+    names = provenance.feature_names if provenance else None
+    return orientation_pairs(names, config.postprocess.orientation)
 
 
 def _blocks(store: Store) -> list[list] | None:

@@ -28,8 +28,12 @@ def make_store(
     spread: float = 0.6,
     seed: int = 0,
     config: Config | None = None,
+    feature_names: tuple[str, ...] | None = None,
 ) -> tuple[Store, dict[int, str]]:
-    """A writable store (caller closes it) and the true category of each exposure ('good' included)."""
+    """A writable store (caller closes it) and the true category of each exposure ('good' included).
+
+    ``feature_names`` (DIM of them) name the components in the provenance, as the ``qa`` embedder does.
+    """
     rng = np.random.default_rng(seed)
     centres = {c: rng.normal(0, 3, DIM) for c in ("good", *CATEGORIES)}
     truth: dict[int, str] = {}
@@ -38,7 +42,7 @@ def make_store(
         truth[expnum] = category
         expnum += 1
     store = Store.create(path, config=config)
-    store.ensure_provenance(Provenance("synthetic", "none", DIM, f"seed:{seed}"))
+    store.ensure_provenance(Provenance("synthetic", "none", DIM, f"seed:{seed}", feature_names=feature_names))
     for e, category in truth.items():
         rows = [
             {

@@ -114,3 +114,57 @@ def test_robust_scaling_keeps_how_far_an_outlier_lies():
     np.testing.assert_allclose(processor.transform(queries), RobustScaler().fit(good).transform(queries))
     near, far = processor.transform(queries)
     assert abs(far[1] - near[1]) > 90
+
+
+def test_orientation_pairs_are_the_named_e1_e2_features():
+    from ingest.embedders.qa_features import QA_FEATURE_NAMES
+    from vecstore.postprocess import orientation_pairs
+
+    e1, e2 = QA_FEATURE_NAMES.index("psf_e1"), QA_FEATURE_NAMES.index("psf_e2")
+    assert orientation_pairs(QA_FEATURE_NAMES) == [(e1, e2)]
+    assert orientation_pairs(("a_e1", "b_e2", "c")) == []  # components of two different quantities
+    assert orientation_pairs(QA_FEATURE_NAMES, "components") == []
+    assert orientation_pairs(None) == []  # unnamed components (a ViT) have no ellipticity to find
+    with pytest.raises(VecError, match="postprocess.orientation 'angle': expected one of magnitude"):
+        orientation_pairs(QA_FEATURE_NAMES, "angle")
+
+
+def _round_and_elongated(tmp_path, method: str, pairs):
+    """Good CCDs with round PSFs (e1, e2 near 0, a tiny IQR), and four query CCDs: round, and elongated
+    0.3 along x, along y and along a diagonal. Returns the fitted (and saved, reloaded) processor's
+    output for the queries."""
+    rng = np.random.default_rng(1)
+    good = np.column_stack([rng.normal(4.5, 0.3, 400), rng.normal(0, 0.01, (400, 2))])
+    processor = fit_postprocessor(good, 15, 0.0, method=method, magnitude_pairs=pairs)
+    processor.save(tmp_path / method)
+    reloaded = PostProcessor.load(tmp_path / method)
+    queries = np.array([[4.5, 0.0, 0.0], [4.5, 0.3, 0.0], [4.5, -0.3, 0.0], [4.5, 0.0, 0.3]])
+    np.testing.assert_array_equal(reloaded.transform(queries), processor.transform(queries))
+    return reloaded, reloaded.transform(queries).astype(np.float64)
+
+
+@pytest.mark.parametrize("method", ["robust", "quantile"])
+def test_an_ellipticity_enters_the_distance_as_its_magnitude(tmp_path, method):
+    """Stars elongated along x and along y (e1 = +0.3 and -0.3) are the same kind of bad PSF: as pairs they
+    land on one point, far from the round good CCD; as measured they lie farther from each other than
+    from it, which is what let a round good CCD outvote other bad PSFs."""
+    processor, (round_, along_x, along_y, diagonal) = _round_and_elongated(tmp_path, method, [(1, 2)])
+    np.testing.assert_allclose(along_x, along_y)
+    np.testing.assert_allclose(along_x, diagonal)
+    assert np.abs(along_x - round_).sum() > 0.5
+    assert processor.steps[0].startswith("orientation") and processor.output_dim == 2  # e2's slot dropped
+    _, (round_, along_x, along_y, _) = _round_and_elongated(tmp_path, method, None)
+    assert np.abs(along_x - along_y).sum() > np.abs(along_x - round_).sum()
+
+
+def test_the_paper_pipeline_ignores_magnitude_pairs(embeddings):
+    train, query = embeddings
+    expected = sklearn_pipeline(15, 0.001).fit(train.astype(np.float64)).transform(query.astype(np.float64))
+    processor = fit_postprocessor(train, 15, 0.001, method="paper", magnitude_pairs=[(0, 1)])
+    np.testing.assert_allclose(processor.transform(query), expected, atol=1e-6, rtol=0)
+    assert processor.magnitude_pairs is None
+
+
+def test_magnitude_pairs_outside_the_vector_are_refused():
+    with pytest.raises(VecError, match=r"magnitude pairs \[\[2, 5\]\] outside the 3 columns"):
+        fit_postprocessor(np.ones((10, 3)), method="robust", magnitude_pairs=[(2, 5)])

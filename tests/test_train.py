@@ -102,3 +102,22 @@ def test_training_without_labels_is_a_clear_error(tmp_path):
 
     with Store.create(tmp_path / "s") as store, pytest.raises(VecError, match="no labelled ingested CCDs"):
         train(store, UNIFORM)
+
+
+@pytest.mark.parametrize(("orientation", "paired"), [("magnitude", True), ("components", False)])
+def test_training_pairs_the_stores_named_ellipticity_components(tmp_path, orientation, paired):
+    """A store whose components are named (the qa embedder) has psf_e1/psf_e2 entered as their magnitude
+    by the calibrated rule's post-processor, recorded in the model; ``components`` keeps them."""
+    from tests.querydata import DIM
+
+    names = ("psf_e1", "psf_e2", *(f"stat_{i}" for i in range(DIM - 2)))
+    config = Config(postprocess=replace(Config().postprocess, method="robust", orientation=orientation))
+    store, _ = make_store(tmp_path / "s", feature_names=names, config=config)
+    with store:
+        result = train(store, config)
+        processor = Model(store, result.version).postprocessor
+    assert any(step.startswith("orientation") for step in result.settings["postprocess_steps"]) == paired
+    elongated = np.zeros((2, DIM))
+    elongated[0, 0], elongated[1, 1] = 0.4, -0.4  # the same elongation along x and along a diagonal
+    projected = processor.transform(elongated)
+    assert np.allclose(projected[0], projected[1]) == paired

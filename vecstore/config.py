@@ -150,6 +150,8 @@ class PostprocessConfig(Section):
     NAME = "postprocess"
     # auto: robust for qa statistics, quantile for a hybrid's qa block, else paper (vecstore.postprocess)
     method: str = knob("auto", choices=("auto", "paper", "quantile", "robust"))
+    # magnitude: named (NAME_e1, NAME_e2) ellipticity pairs enter robust/quantile distances as hypot(e1, e2)
+    orientation: str = knob("magnitude", choices=("magnitude", "components"))
     n_components: int = knob(15, low=1)
     variance_threshold: float = knob(0.001, low=0.0)
 

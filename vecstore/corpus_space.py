@@ -33,7 +33,7 @@ from vecstore import index as vindex
 from vecstore.config import Config
 from vecstore.errors import TrainingError
 from vecstore.models import CORPUS_INDEX, SETTINGS, UNLABELLED_SPACE, Model, add_missing_ccds, current_version
-from vecstore.postprocess import PostProcessor, fit_postprocessor, resolve_methods
+from vecstore.postprocess import PostProcessor, fit_postprocessor, orientation_pairs, resolve_methods
 from vecstore.store import Store
 
 LABEL_FREE = "the label-free corpus space (no trained model)"
@@ -102,8 +102,15 @@ def build_label_free_space(store: Store, config: Config) -> LabelFreeSpace:
     embedder = provenance.embedder if provenance else ""
     method = resolve_methods(config.postprocess.method, embedder, blocks)
     n_components = min(config.postprocess.n_components, max(1, len(vectors) - 1), vectors.shape[1])
+    names = provenance.feature_names if provenance else None
+    pairs = orientation_pairs(names, config.postprocess.orientation)
     processor = fit_postprocessor(
-        vectors, n_components, config.postprocess.variance_threshold, blocks=blocks, method=method
+        vectors,
+        n_components,
+        config.postprocess.variance_threshold,
+        blocks=blocks,
+        method=method,
+        magnitude_pairs=pairs,
     )
     root = store.models_dir()
     tmp = root / f".tmp-{UNLABELLED_SPACE}-{os.getpid()}"

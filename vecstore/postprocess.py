@@ -15,6 +15,15 @@ Methods (``postprocess.method``; ``auto`` picks per embedder, see :func:`resolve
   amplifier and a barely unusual CCD land equally far from the good ones. Kept for the ``qa`` block of a
   hybrid, whose blocks are balanced by total variance, which heavy tails would distort.
 
+Orientation (``postprocess.orientation``, ``magnitude`` by default, for ``robust`` and ``quantile``): a
+PSF ellipticity measured as two components (``psf_e1``, ``psf_e2``, any ``NAME_e1`` / ``NAME_e2`` pair
+of named features) enters the distance as its magnitude ``hypot(e1, e2)`` only. Its angle is the
+direction of wind shake, trailing or optics and differs from one exposure to the next, so two bad-PSF
+CCDs elongated at right angles would otherwise lie farther apart than either from a round good one; the
+good CCDs' components sit near 0 with a tiny IQR, so under robust scaling the angle dominated L1
+(measured: README, "Post-processor per embedder"). The raw vectors keep both components for SQL;
+``components`` (and the paper's pipeline, kept exactly as published) use them as measured.
+
 A hybrid vector (``dinov2+qa``) is processed block by block, each with its own method, and each block is
 then brought to unit total variance so that 768 ViT dimensions do not drown 26 statistics.
 
@@ -35,6 +44,7 @@ from vecstore.errors import BadInputError, ConfigError, TrainingError
 
 FORMAT_VERSION = 1
 METHODS = ("paper", "quantile", "robust")
+ORIENTATIONS = ("magnitude", "components")
 N_QUANTILES = 1000  # scikit-learn's default; fewer when fitted on fewer CCDs
 
 
@@ -53,6 +63,8 @@ class PostProcessor:
     # Columns that go through their empirical CDF first (np.interp on these quantiles); None = none.
     quantiles: np.ndarray | None = None  # (n_quantiles, dim); NaN in columns that are not transformed
     steps: tuple[str, ...] = ("MinMaxScaler", "PCA", "VarianceThreshold")
+    # (e1, e2) column pairs replaced by (hypot(e1, e2), 0) before anything else; None = none.
+    magnitude_pairs: np.ndarray | None = None  # (n_pairs, 2) int
 
     @property
     def input_dim(self) -> int:
@@ -67,6 +79,8 @@ class PostProcessor:
         x = np.asarray(vectors, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise BadInputError(f"post-processor expects (n, {self.input_dim}) vectors, got {x.shape}")
+        if self.magnitude_pairs is not None:
+            x = pair_magnitudes(x, self.magnitude_pairs)
         if self.quantiles is not None:
             x = quantile_transform(x, self.quantiles)
         scaled = x * self.scale + self.offset
@@ -86,6 +100,7 @@ class PostProcessor:
             keep=self.keep,
             column_weights=np.ones_like(self.scale) if self.column_weights is None else self.column_weights,
             **({} if self.quantiles is None else {"quantiles": self.quantiles}),
+            **({} if self.magnitude_pairs is None else {"magnitude_pairs": self.magnitude_pairs}),
         )
         settings = {
             "format": FORMAT_VERSION,
@@ -116,6 +131,9 @@ class PostProcessor:
                 column_weights=None if np.all(arrays["column_weights"] == 1) else arrays["column_weights"],
                 quantiles=arrays["quantiles"] if "quantiles" in arrays.files else None,
                 steps=tuple(settings["steps"]),
+                magnitude_pairs=(
+                    arrays["magnitude_pairs"].astype(np.int64) if "magnitude_pairs" in arrays.files else None
+                ),
             )
 
 
@@ -162,15 +180,17 @@ def fit_postprocessor(
     variance_threshold: float = 0.001,
     blocks: list[tuple[str, int]] | None = None,
     method: str | tuple[str, ...] = "paper",
+    magnitude_pairs: list[tuple[int, int]] | None = None,
 ) -> PostProcessor:
     """Fit on the training embeddings (n, dim) with ``method`` (one for all blocks, or one per block).
 
     ``paper``: MinMax -> PCA -> VarianceThreshold; fewer samples than components is an error. ``blocks``
     (name, width) describe a concatenated vector; each block is then rescaled after MinMax to unit total
-    variance before PCA (see :class:`PostProcessor`). Other methods: :func:`fit_per_block`.
+    variance before PCA (see :class:`PostProcessor`). Other methods: :func:`fit_per_block`, which also
+    applies ``magnitude_pairs`` (see :func:`orientation_pairs`); the paper's pipeline ignores them.
     """
     if method != "paper":
-        return fit_per_block(vectors, method, n_components, variance_threshold, blocks)
+        return fit_per_block(vectors, method, n_components, variance_threshold, blocks, magnitude_pairs)
     x = np.asarray(vectors, dtype=np.float64)
     if len(x) <= n_components or x.shape[1] < n_components:
         raise TrainingError(
@@ -236,6 +256,32 @@ def resolve_methods(
     return "paper" if set(methods) == {"paper"} else methods
 
 
+def orientation_pairs(feature_names, orientation: str = "magnitude") -> list[tuple[int, int]]:
+    """The (e1, e2) column pairs whose angle the distance ignores: every ``NAME_e1`` with a ``NAME_e2``
+    among the named features under ``magnitude``, none under ``components`` or for unnamed vectors."""
+    if orientation not in ORIENTATIONS:
+        raise ConfigError(
+            f"postprocess.orientation {orientation!r}: expected one of {', '.join(ORIENTATIONS)}"
+        )
+    if orientation == "components" or not feature_names:
+        return []
+    index = {name: i for i, name in enumerate(feature_names)}
+    return [
+        (i, index[name[:-1] + "2"])
+        for name, i in index.items()
+        if name.endswith("_e1") and name[:-1] + "2" in index
+    ]
+
+
+def pair_magnitudes(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """A copy of ``x`` with each (e1, e2) column pair replaced by (hypot(e1, e2), 0)."""
+    out = np.array(x, dtype=np.float64, copy=True)
+    for first, second in np.asarray(pairs, dtype=np.int64).reshape(-1, 2):
+        out[:, first] = np.hypot(x[:, first], x[:, second])
+        out[:, second] = 0.0  # constant: the variance threshold drops its output
+    return out
+
+
 def quantile_transform(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
     """Columns with finite quantiles -> [0, 1] exactly as QuantileTransformer(uniform); others unchanged.
 
@@ -299,9 +345,18 @@ def fit_per_block(
     n_components: int = 15,
     variance_threshold: float = 0.001,
     blocks: list[tuple[str, int]] | None = None,
+    magnitude_pairs: list[tuple[int, int]] | None = None,
 ) -> PostProcessor:
-    """Fit each block with its method, balance the blocks' output variance, drop constant outputs."""
+    """Fit each block with its method, balance the blocks' output variance, drop constant outputs.
+
+    ``magnitude_pairs`` (e1, e2) columns enter as (hypot(e1, e2), 0) (module docstring, "Orientation").
+    """
+    pairs = np.asarray(magnitude_pairs or [], dtype=np.int64).reshape(-1, 2)
     x = np.asarray(vectors, dtype=np.float64)
+    if len(pairs):
+        if pairs.min() < 0 or pairs.max() >= x.shape[1]:
+            raise BadInputError(f"magnitude pairs {pairs.tolist()} outside the {x.shape[1]} columns")
+        x = pair_magnitudes(x, pairs)
     layout = [(str(name), int(width)) for name, width in (blocks or [("all", x.shape[1])])]
     if sum(w for _, w in layout) != x.shape[1]:
         raise BadInputError(
@@ -315,7 +370,12 @@ def fit_per_block(
         block.start, block.stop, block.step = start, start + width, f"{name}: {block.step}"
         fitted.append(block)
         start += width
-    return _assemble(x, fitted, len(layout) > 1, variance_threshold, n_quantiles)
+    processor = _assemble(x, fitted, len(layout) > 1, variance_threshold, n_quantiles)
+    if not len(pairs):
+        return processor
+    # x was already paired; the processor pairs what it transforms from now on.
+    step = f"orientation: {len(pairs)} (e1, e2) pair(s) -> hypot"
+    return dataclasses.replace(processor, magnitude_pairs=pairs, steps=(step, *processor.steps))
 
 
 def _assemble(
