@@ -38,7 +38,7 @@ from query.vote import RULES, single_ccd_clause
 from vecstore.config import Config
 from vecstore.errors import TrainingError
 from vecstore.models import ReferenceSet, write_model
-from vecstore.postprocess import fit_postprocessor, orientation_pairs, resolve_methods
+from vecstore.postprocess import candidate_methods, fit_postprocessor, orientation_pairs
 from vecstore.store import Store
 from vecstore.vocabulary import CATEGORIES, GOOD, expnum_of
 
@@ -263,9 +263,7 @@ class _VectorCache:
 
 def _train_calibrated(store: Store, config: Config, good_from: str) -> TrainResult:
     pool = _pool(store, config, good_from)
-    method = resolve_methods(config.postprocess.method, _embedder(store), _blocks(store))
-    fit = make_fitter(config.postprocess, method, _blocks(store), _magnitude_pairs(store, config))
-    cv = cross_validate(pool, config.train, config.classify, fit, config.train.seed)
+    method, fit, cv, scores = _cross_validated_postprocessor(store, config, pool)
     rng = np.random.default_rng([config.train.seed, 1])
     ref_ids, ref_labels = reference_set(
         pool, set(pool.bad_expnums()), sorted(pool.good), config.train.good_per_bad, rng
@@ -292,9 +290,27 @@ def _train_calibrated(store: Store, config: Config, good_from: str) -> TrainResu
         "cv": cv.summary(),
         "postprocess_method": method if isinstance(method, str) else list(method),
         "postprocess_steps": list(processor.steps),
+        "postprocess_cv": scores,
         "good_from": good_from,
     }
     return _save(store, config, training, processor, settings, {})
+
+
+def _cross_validated_postprocessor(store: Store, config: Config, pool: LabelledPool):
+    """Cross-validate the rule with each candidate post-processor on the same folds; keep the best.
+
+    Returns (method, its fitter, its cross-validation, every candidate's score by method name). Ties go
+    to the first candidate (``candidate_methods`` lists its best guess first).
+    """
+    blocks, pairs = _blocks(store), _magnitude_pairs(store, config)
+    best, scores = None, {}
+    for method in candidate_methods(config.postprocess.method, _embedder(store), blocks):
+        fit = make_fitter(config.postprocess, method, blocks, pairs)
+        cv = cross_validate(pool, config.train, config.classify, fit, config.train.seed)
+        scores["+".join(method) if isinstance(method, tuple) else method] = round(cv.chosen["score"], 6)
+        if best is None or cv.chosen["score"] > best[2].chosen["score"]:
+            best = (method, fit, cv)
+    return (*best, scores)
 
 
 def _good_notes(store: Store, ref_ids, ref_labels, good_from: str) -> list[str]:
@@ -454,6 +470,9 @@ def describe_training(result: TrainResult) -> str:
             f"recall {cv['recall']:.3f}"
         )
         lines.append(f"  post-processor: {' -> '.join(s['postprocess_steps'])}")
+        if len(s.get("postprocess_cv", {})) > 1:
+            tried = ", ".join(f"{m} {score:.3f}" for m, score in s["postprocess_cv"].items())
+            lines.append(f"  chosen by cross-validation ({s['objective']}): {tried}")
     if s.get("tuning"):
         lines.append(f"  tuning chose {s['tuning']['best_params']}")
     return "\n".join(lines)

@@ -29,10 +29,12 @@ def make_store(
     seed: int = 0,
     config: Config | None = None,
     feature_names: tuple[str, ...] | None = None,
+    embedder: str = "synthetic",
 ) -> tuple[Store, dict[int, str]]:
     """A writable store (caller closes it) and the true category of each exposure ('good' included).
 
-    ``feature_names`` (DIM of them) name the components in the provenance, as the ``qa`` embedder does.
+    ``feature_names`` (DIM of them) name the components in the provenance, as the ``qa`` embedder does;
+    ``embedder`` is the provenance's embedder name (``"qa"``: what ``postprocess.method = auto`` does there).
     """
     rng = np.random.default_rng(seed)
     centres = {c: rng.normal(0, 3, DIM) for c in ("good", *CATEGORIES)}
@@ -42,7 +44,7 @@ def make_store(
         truth[expnum] = category
         expnum += 1
     store = Store.create(path, config=config)
-    store.ensure_provenance(Provenance("synthetic", "none", DIM, f"seed:{seed}", feature_names=feature_names))
+    store.ensure_provenance(Provenance(embedder, "none", DIM, f"seed:{seed}", feature_names=feature_names))
     for e, category in truth.items():
         rows = [
             {

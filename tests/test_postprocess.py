@@ -101,6 +101,15 @@ def test_auto_is_robust_scaling_for_qa_quantile_in_a_hybrid_and_the_paper_pipeli
         resolve_methods("pca", "qa", None)
 
 
+def test_auto_lets_cross_validation_choose_between_the_heavy_tail_scalers_only_for_qa():
+    from vecstore.postprocess import candidate_methods
+
+    assert candidate_methods("auto", "qa", None) == ["robust", "quantile"]
+    assert candidate_methods("robust", "qa", None) == ["robust"]  # an explicit method is not second-guessed
+    assert candidate_methods("auto", "dinov2", None) == ["paper"]
+    assert candidate_methods("auto", "dinov2+qa", [("dinov2", 768), ("qa", 27)]) == [("paper", "quantile")]
+
+
 def test_robust_scaling_keeps_how_far_an_outlier_lies():
     """(x - median) / IQR, as scikit-learn's RobustScaler, with no PCA: an artifact 100 IQRs out stays
     100 units out (a quantile transform would put it at the edge of [0, 1], beside a mild outlier)."""

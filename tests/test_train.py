@@ -121,3 +121,48 @@ def test_training_pairs_the_stores_named_ellipticity_components(tmp_path, orient
     elongated[0, 0], elongated[1, 1] = 0.4, -0.4  # the same elongation along x and along a diagonal
     projected = processor.transform(elongated)
     assert np.allclose(projected[0], projected[1]) == paired
+
+
+def test_auto_deploys_the_post_processor_that_cross_validates_best(tmp_path, monkeypatch):
+    """``auto`` on a qa store cross-validates robust and quantile on the same folds and keeps the better;
+    the scores are recorded and printed. A cross-validation that favours quantile must deploy quantile."""
+    import query.train as train_module
+    from query.train import describe_training
+    from tests.querydata import DIM
+
+    real = train_module.cross_validate
+    seen = []
+
+    def favour_quantile(pool, train_cfg, classify_cfg, fit, seed):
+        cv = real(pool, train_cfg, classify_cfg, fit, seed)
+        steps = " ".join(fit(pool.vectors(np.sort(np.fromiter(pool.bad, np.int64)))).steps)
+        method = "QuantileTransformer" if "QuantileTransformer" in steps else "RobustScaler"
+        seen.append(method if method in steps else steps)
+        bonus = 0.5 if method == "QuantileTransformer" else 0.0
+        return replace(cv, chosen={**cv.chosen, "score": cv.chosen["score"] - 0.5 + bonus})
+
+    monkeypatch.setattr(train_module, "cross_validate", favour_quantile)
+    names = tuple(f"stat_{i}" for i in range(DIM))
+    store, _ = make_store(tmp_path / "s", feature_names=names, embedder="qa")
+    with store:
+        result = train(store, Config())
+    assert seen == ["RobustScaler", "QuantileTransformer"]  # both, best guess first
+    assert result.settings["postprocess_method"] == "quantile"
+    assert set(result.settings["postprocess_cv"]) == {"robust", "quantile"}
+    assert result.settings["postprocess_cv"]["quantile"] > result.settings["postprocess_cv"]["robust"]
+    assert any("QuantileTransformer" in step for step in result.settings["postprocess_steps"])
+    assert "chosen by cross-validation (accuracy): robust" in describe_training(result)
+
+
+def test_an_explicit_post_processor_is_cross_validated_alone(tmp_path):
+    from tests.querydata import DIM
+
+    config = Config(postprocess=replace(Config().postprocess, method="robust"))
+    names = tuple(f"stat_{i}" for i in range(DIM))
+    store, _ = make_store(tmp_path / "s", feature_names=names, embedder="qa", config=config)
+    with store:
+        result = train(store, config)
+    assert list(result.settings["postprocess_cv"]) == ["robust"]
+    assert result.settings["postprocess_cv"]["robust"] == pytest.approx(
+        result.settings["cv"]["score"], abs=1e-6
+    )

@@ -148,7 +148,8 @@ class IngestConfig(Section):
 @dataclass(frozen=True)
 class PostprocessConfig(Section):
     NAME = "postprocess"
-    # auto: robust for qa statistics, quantile for a hybrid's qa block, else paper (vecstore.postprocess)
+    # auto: qa statistics robust or quantile, whichever cross-validates better (robust without labels);
+    # quantile for a hybrid's qa block; else paper (vecstore.postprocess)
     method: str = knob("auto", choices=("auto", "paper", "quantile", "robust"))
     # magnitude: named (NAME_e1, NAME_e2) ellipticity pairs enter robust/quantile distances as hypot(e1, e2)
     orientation: str = knob("magnitude", choices=("magnitude", "components"))
