@@ -166,10 +166,8 @@ def run_setting(setting: Setting, root: Path, config: Config) -> dict:
         held = {rule: held_out_scores(store, demo.truth, demo.held_out, demo.runs[rule]) for rule in RULES}
         new = new_file_scores(store, new_sim, config)
         # What postprocess.method = "auto" deployed, and each candidate's cross-validated score.
-        auto_choice = {
-            key: Model.for_rule(store, "calibrated").settings.get(key)
-            for key in ("postprocess_method", "postprocess_cv")
-        }
+        deployed = Model.for_rule(store, "calibrated").settings
+        auto_choice = {key: deployed.get(key) for key in ("postprocess_method", "postprocess_cv")}
         log(f"{setting.name}: the calibrated rule without its single-CCD part")
         held[FRACTION_ONLY], new[FRACTION_ONLY] = fraction_only(store, demo, new_sim, config)
         log(f"{setting.name}: post-processors for the calibrated rule")
