@@ -39,6 +39,7 @@ from vecstore.config import Config
 from vecstore.errors import TrainingError
 from vecstore.models import ReferenceSet, write_model
 from vecstore.postprocess import candidate_methods, fit_postprocessor, orientation_pairs
+from vecstore.provenance import VectorLayout
 from vecstore.store import Store
 from vecstore.vocabulary import CATEGORIES, GOOD, expnum_of
 
@@ -302,9 +303,11 @@ def _cross_validated_postprocessor(store: Store, config: Config, pool: LabelledP
     Returns (method, its fitter, its cross-validation, every candidate's score by method name). Ties go
     to the first candidate (``candidate_methods`` lists its best guess first).
     """
-    blocks, pairs = _blocks(store), _magnitude_pairs(store, config)
+    layout = VectorLayout.of(store.provenance())
+    blocks = layout.block_list
+    pairs = orientation_pairs(layout.feature_names, config.postprocess.orientation)
     best, scores = None, {}
-    for method in candidate_methods(config.postprocess.method, _embedder(store), blocks):
+    for method in candidate_methods(config.postprocess.method, layout.embedder, blocks):
         fit = make_fitter(config.postprocess, method, blocks, pairs)
         cv = cross_validate(pool, config.train, config.classify, fit, config.train.seed)
         scores["+".join(method) if isinstance(method, tuple) else method] = round(cv.chosen["score"], 6)
@@ -326,24 +329,6 @@ def _good_notes(store: Store, ref_ids, ref_labels, good_from: str) -> list[str]:
             "(never with their own CCDs as neighbours)"
         )
     return [note]
-
-
-def _embedder(store: Store) -> str:
-    provenance = store.provenance()
-    return provenance.embedder if provenance else ""
-
-
-def _magnitude_pairs(store: Store, config: Config) -> list[tuple[int, int]]:
-    """The (e1, e2) feature pairs whose angle the distance ignores (``postprocess.orientation``)."""
-    provenance = store.provenance()
-    names = provenance.feature_names if provenance else None
-    return orientation_pairs(names, config.postprocess.orientation)
-
-
-def _blocks(store: Store) -> list[list] | None:
-    """The vector's blocks (hybrid embedders), which the post-processor balances; None for one block."""
-    provenance = store.provenance()
-    return [list(block) for block in provenance.blocks] if provenance and provenance.blocks else None
 
 
 def _save(store, config, training: TrainingSet, processor, extra: dict, weights: dict) -> TrainResult:
@@ -372,7 +357,7 @@ def _save(store, config, training: TrainingSet, processor, extra: dict, weights:
         "max_ebv": config.train.max_ebv,
         "counts": training.counts(),
         "notes": training.notes,
-        "blocks": _blocks(store),
+        "blocks": VectorLayout.of(store.provenance()).block_list,
         **extra,
     }
     version = write_model(
@@ -407,7 +392,8 @@ def _train_paper(store: Store, config: Config, good_from: str, *, tune: bool, n_
             tuning["applied"]["k"],
         )
     _, train_vectors = store.load_embeddings(training.train_ids)
-    processor = fit_postprocessor(train_vectors, n_components, threshold, blocks=_blocks(store))
+    blocks = VectorLayout.of(store.provenance()).block_list
+    processor = fit_postprocessor(train_vectors, n_components, threshold, blocks=blocks)
     settings = {
         "rule": "paper",
         "n_components": n_components,

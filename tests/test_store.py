@@ -8,7 +8,7 @@ import pytest
 from tests.store_writer import batch_rows, batch_vectors
 from vecstore import parts
 from vecstore.errors import NotAStoreError, ProvenanceError, StoreLockedError, VecError
-from vecstore.provenance import Provenance
+from vecstore.provenance import Provenance, VectorLayout
 from vecstore.store import Store
 
 
@@ -117,6 +117,16 @@ def test_provenance_recorded_once_and_mismatch_refused(store):
     assert "dinov2_vitb14_reg" in str(err.value) and "test_vit" in str(err.value)
     with pytest.raises(ProvenanceError, match="preset 'cpu224'"):
         store.check_provenance(Provenance("dinov2_vitb14_reg", "cpu224", 768, "ab" * 32))
+
+
+def test_the_vector_layout_comes_from_the_stored_provenance(store):
+    assert VectorLayout.of(store.provenance()) == VectorLayout()  # nothing committed yet
+    names = tuple(f"f{i}" for i in range(8))
+    store.ensure_provenance(Provenance("qa", "none", 8, feature_names=names, blocks=(("a", 3), ("b", 5))))
+    layout = VectorLayout.of(store.provenance())
+    assert (layout.embedder, layout.feature_names) == ("qa", names)
+    assert layout.block_list == [["a", 3], ["b", 5]]  # as a model's settings.json keeps them
+    assert VectorLayout("qa", None, names).block_list is None
 
 
 def test_inconsistent_catalog_is_detected(tmp_path):

@@ -34,6 +34,7 @@ from vecstore.config import Config
 from vecstore.errors import TrainingError
 from vecstore.models import CORPUS_INDEX, SETTINGS, UNLABELLED_SPACE, Model, add_missing_ccds, current_version
 from vecstore.postprocess import PostProcessor, fit_postprocessor, orientation_pairs, resolve_methods
+from vecstore.provenance import VectorLayout
 from vecstore.store import Store
 
 LABEL_FREE = "the label-free corpus space (no trained model)"
@@ -97,18 +98,15 @@ def build_label_free_space(store: Store, config: Config) -> LabelFreeSpace:
         raise TrainingError(f"store {store.path} has no embedded CCDs yet: run `vec ingest` first")
     fit_ids = sample_ids(ids, config.similar.corpus_sample, config.similar.seed)
     _, vectors = store.load_embeddings(fit_ids)
-    provenance = store.provenance()
-    blocks = [tuple(b) for b in provenance.blocks] if provenance and provenance.blocks else None
-    embedder = provenance.embedder if provenance else ""
-    method = resolve_methods(config.postprocess.method, embedder, blocks)
+    layout = VectorLayout.of(store.provenance())
+    method = resolve_methods(config.postprocess.method, layout.embedder, layout.blocks)
     n_components = min(config.postprocess.n_components, max(1, len(vectors) - 1), vectors.shape[1])
-    names = provenance.feature_names if provenance else None
-    pairs = orientation_pairs(names, config.postprocess.orientation)
+    pairs = orientation_pairs(layout.feature_names, config.postprocess.orientation)
     processor = fit_postprocessor(
         vectors,
         n_components,
         config.postprocess.variance_threshold,
-        blocks=blocks,
+        blocks=layout.blocks,
         method=method,
         magnitude_pairs=pairs,
     )

@@ -87,6 +87,28 @@ class Provenance:
         return f"embedder '{self.embedder}' with preset '{self.preset}' ({self.dim}-d{weights})"
 
 
+@dataclass(frozen=True)
+class VectorLayout:
+    """What the post-processor needs to know of a store's vectors, read once from its provenance: the
+    embedder (which scaler ``auto`` means), the blocks of a hybrid and the names of ``qa`` components."""
+
+    embedder: str = ""
+    blocks: tuple[tuple[str, int], ...] | None = None
+    feature_names: tuple[str, ...] | None = None
+
+    @classmethod
+    def of(cls, provenance: Provenance | None) -> VectorLayout:
+        """The layout of a store's vectors; empty for a store that has none yet."""
+        if provenance is None:
+            return cls()
+        return cls(provenance.embedder, provenance.blocks, provenance.feature_names)
+
+    @property
+    def block_list(self) -> list[list] | None:
+        """The blocks as a model's settings store them (JSON lists); None for a one-block vector."""
+        return [list(block) for block in self.blocks] if self.blocks else None
+
+
 def check_compatible(stored: Provenance, offered: Provenance, store_path: str) -> None:
     """Refuse vectors that would not be comparable with the store's."""
     if stored.same_vectors(offered):
