@@ -10,6 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = sorted(p.stem for p in (ROOT / "bench").glob("*_bench.py"))
+# Smaller than a benchmark's own --quick where that still exercises every code path: the smoke test asks
+# only that it runs and prints its table (scale_bench's quick 10 k / 30 k stores took 52 s of CI).
+SMOKE_ARGS = {"scale_bench": ["--sizes", "3000,6000"]}
 
 
 def test_all_benchmarks_are_listed_in_run_all():
@@ -25,7 +28,14 @@ def test_all_benchmarks_are_listed_in_run_all():
 @pytest.mark.parametrize("name", BENCHMARKS)
 def test_quick_benchmark_prints_a_table(name, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / f"{name}.py"), "--quick", "--results-dir", str(tmp_path)],
+        [
+            sys.executable,
+            str(ROOT / "bench" / f"{name}.py"),
+            "--quick",
+            *SMOKE_ARGS.get(name, []),
+            "--results-dir",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
