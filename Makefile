@@ -13,9 +13,13 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed  ## vec's main job on the embedded default store with simulated DECam data
 	$(VENV)/bin/vec --store demo-store demo --fresh
 
+# Two workers, each module on one (--dist loadfile keeps a module's fixtures in one process): most tests
+# wait on subprocesses, files and sockets, so two halve the wall time even on a 2-core machine.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed  ## the test suite (what CI runs)
 	bash scripts/install-browser.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
