@@ -39,6 +39,20 @@ def one_of(*words: str):
     return check
 
 
+def accepted_by(section: type, name: str):
+    """A callback refusing what the config knob ``section.name`` refuses, as a usage error (exit 2): the
+    option and the knob accept the same words, checked by the same rule."""
+    accepts = next(f for f in dataclasses.fields(section) if f.name == name).metadata["accepts"]
+
+    def check(value: Any) -> Any:
+        problem = None if value is None else accepts.problem(value)
+        if problem:
+            raise typer.BadParameter(f"{value!r}: {problem} [config: {section.NAME}.{name}]")
+        return value
+
+    return check
+
+
 def choice_option(default: str | None, flag: str, *words: str, help: str = "", short: str = "") -> Any:
     """An option that takes one of ``words``; its help lists them."""
     names = (flag, short) if short else (flag,)

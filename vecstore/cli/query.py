@@ -10,6 +10,7 @@ import typer
 from vecstore.cli.app import ProgressBar, app, echo_json, invocation
 from vecstore.cli.options import (
     RULES_HELP,
+    accepted_by,
     choice_option,
     given,
     json_flag,
@@ -20,6 +21,7 @@ from vecstore.cli.options import (
     run_option,
     weights_option,
 )
+from vecstore.config import ClassifyConfig
 
 
 @app.command()
@@ -113,6 +115,7 @@ def classify(
     knn_device: str | None = typer.Option(
         None,
         "--knn-device",
+        callback=accepted_by(ClassifyConfig, "knn_device"),
         help="Where the exact L1 search runs: auto (a GPU for >= 1000 CCDs when torch sees one), cpu, "
         "cuda or cuda:N [config: classify.knn_device].",
     ),
