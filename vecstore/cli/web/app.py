@@ -350,6 +350,265 @@ def _safe_next(text: str | None) -> str:
     return text
 
 
+class _Site:
+    """The pages, the JSON API and the label write of ``vec serve``, over one :class:`WebState`."""
+
+    def __init__(self, state: WebState) -> None:
+        self.state = state
+        self.env = _templates()
+        self.static = _static_files()
+
+    def page(self, request: Request, name: str, context: dict, status: int = 200) -> HTMLResponse:
+        html = self.env.get_template(name).render(
+            request_path=request.url.path,
+            store_path=str(self.state.path),
+            analyst=request.cookies.get("vec_analyst") or self.state.analyst,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status)
+
+    def error(self, request: Request, status: int, message: str) -> Response:
+        if request.url.path.startswith("/api/"):
+            return _json({"error": message, "status": status}, status)
+        titles = {400: "Bad request", 403: "Refused", 404: "Not found", 409: "Not ready", 503: "Busy"}
+        return self.page(
+            request,
+            "error.html",
+            {"status": status, "title": titles.get(status, "Error"), "message": message},
+            status,
+        )
+
+    async def vec_error(self, request: Request, exc: Exception) -> Response:
+        return self.error(request, _status_of(exc), str(exc))
+
+    async def http_error(self, request: Request, exc: HTTPException) -> Response:
+        message = exc.detail
+        if exc.status_code == 404:
+            message = (
+                f"no page at {request.url.path}: try / (the survey), /review, "
+                "or /api/similar?ccd=EXPNUM/CCDNAME"
+            )
+        return self.error(request, exc.status_code, message)
+
+    def reading(self, handler):
+        """Run a page under the read lock, with the store's current state."""
+
+        def run(request: Request):
+            with self.state.reading():
+                return handler(request, self.state.state())
+
+        return run
+
+    # ------------------------------------------------------------------ page data
+    def survey_payload(self, request: Request, st: dict) -> dict:
+        flt = data.SurveyFilter.from_query(request.query_params)
+        counts = self.state.memo(
+            "counts",
+            self.state.fingerprint(),
+            lambda: data.survey_counts(self.state.store, st["run"], st["analysts"]),
+        )
+        table = data.survey_exposures(self.state.store, st["run"], st["analysts"], flt)
+        return {
+            "store": {"n_ccds": st["n_ccds"], "n_labels": st["n_labels"], "model": st["version"]},
+            "run": st["run"],
+            "counts": counts,
+            "exposures": table,
+            "filter": {**flt.__dict__},
+        }
+
+    def exposure_payload(self, request: Request, st: dict) -> dict:
+        expnum = int(request.path_params["expnum"])
+        all_ccds = request.query_params.get("all_ccds") in ("1", "true", "yes")
+        result = self.state.exposure_result(st, expnum, all_ccds)
+        return data.exposure_data(
+            self.state.store,
+            self.state.model(st),
+            self.state.config.classify,
+            expnum,
+            all_ccds=all_ccds,
+            run=st["run"],
+            result=result,
+        )
+
+    def ccd_payload(self, request: Request, st: dict) -> dict:
+        expnum = int(request.path_params["expnum"])
+        name = _check_ccdname(request.path_params["ccdname"])
+        k = data.parse_int(request.query_params.get("k"), "k", DEFAULT_K, 1, data.MAX_K)
+        where = request.query_params.get("where") or ""
+        row = data.ccd_row(self.state.store, expnum, name)  # 404 first
+        result = self.state.exposure_result(st, expnum, True)
+        labels = self._ccd_labels(st)
+        out = data.ccd_data(self.state.store, expnum, name, result, labels)
+        out["model"] = st["version"]
+        out["similar"] = self.state.similar(st, f"{expnum}/{row['ccdname']}", k, where)
+        return out
+
+    def _ccd_labels(self, st: dict) -> dict[int, str]:
+        from query.labels import resolve_ccd_categories
+
+        return self.state.memo(
+            "ccd-labels", self.state.fingerprint(), lambda: resolve_ccd_categories(self.state.store)
+        )
+
+    # ------------------------------------------------------------------ pages
+    def survey_page(self, request: Request, st: dict) -> Response:
+        payload = self.survey_payload(request, st)
+        flt = data.SurveyFilter.from_query(request.query_params)
+        return self.page(
+            request,
+            "survey.html",
+            {
+                **payload,
+                "flt": flt,
+                "verdicts": data.VERDICT_FILTERS,
+                "categories": CATEGORIES,
+                "sorts": list(data.SORTS),
+            },
+        )
+
+    def exposure_page(self, request: Request, st: dict) -> Response:
+        payload = self.exposure_payload(request, st)
+        return self.page(
+            request,
+            "exposure.html",
+            {"e": payload, "verdicts": VERDICTS, "said": request.query_params.get("said", "")},
+        )
+
+    def ccd_page(self, request: Request, st: dict) -> Response:
+        payload = self.ccd_payload(request, st)
+        return self.page(
+            request,
+            "ccd.html",
+            {"c": payload, "verdicts": VERDICTS, "said": request.query_params.get("said", "")},
+        )
+
+    def review_page(self, request: Request, st: dict) -> Response:
+        n = data.parse_int(request.query_params.get("n"), "n", DEFAULT_REVIEW, 1, 500)
+        return self.page(request, "review.html", {"r": self.state.review(st, n), "n": n})
+
+    # ------------------------------------------------------------------ JSON
+    def api_survey(self, request: Request, st: dict) -> Response:
+        return _json(self.survey_payload(request, st))
+
+    def api_exposure(self, request: Request, st: dict) -> Response:
+        return _json(self.exposure_payload(request, st))
+
+    def api_ccd(self, request: Request, st: dict) -> Response:
+        return _json(self.ccd_payload(request, st))
+
+    def api_similar(self, request: Request, st: dict) -> Response:
+        ccd = request.query_params.get("ccd")
+        if not ccd:
+            raise BadInputError("give the query CCD: /api/similar?ccd=EXPNUM/CCDNAME&k=N")
+        k = data.parse_int(request.query_params.get("k"), "k", DEFAULT_K, 1, data.MAX_K)
+        if self.state.model(st) is None:
+            raise NotTrainedError("look-alikes need a trained model here: run `vec train` first")
+        return _json(self.state.similar(st, ccd, k, request.query_params.get("where")))
+
+    def api_review(self, request: Request, st: dict) -> Response:
+        n = data.parse_int(request.query_params.get("n"), "n", DEFAULT_REVIEW, 1, 500)
+        return _json(self.state.review(st, n))
+
+    def api_map(self, request: Request, st: dict) -> Response:
+        return _json(self.state.embedding_map(st))
+
+    def thumbnail(self, request: Request) -> Response:
+        expnum = int(request.path_params["expnum"])
+        name = request.path_params["ccdname"].removesuffix(".png")
+        _check_ccdname(name)
+        size = request.query_params.get("size", "small")
+        if size not in SIZES:
+            raise BadInputError(f"size {size!r}: expected one of {', '.join(SIZES)}")
+        found = self.state.thumbnails.cached(expnum, name, size)
+        if found is None:
+            with self.state.reading():
+                row = data.ccd_row(self.state.store, expnum, name)
+            found = self.state.thumbnails.get(expnum, name, size, (row["path"], row["hdu"]))
+        cache = "no-store" if found.source == "no-image" else "max-age=86400"
+        return Response(
+            found.png,
+            media_type="image/png",
+            headers={"X-Vec-Thumbnail": found.source, "Cache-Control": cache},
+        )
+
+    def static_file(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name == "plotly.min.js":
+            body = self.state.memo("plotly", None, _plotly_js)
+            return Response(
+                body, media_type="application/javascript", headers={"Cache-Control": "max-age=86400"}
+            )
+        if name not in self.static:
+            raise NotFoundError(f"no static file {name!r}")
+        body, kind = self.static[name]
+        return Response(body, media_type=kind, headers={"Cache-Control": "max-age=3600"})
+
+    # ------------------------------------------------------------------ the write
+    def _same_site(self, request: Request) -> None:
+        site = request.headers.get("sec-fetch-site")
+        origin = request.headers.get("origin")
+        if site and site not in ("same-origin", "none"):
+            raise ReadOnlyError(
+                f"labels are recorded only from this server's own pages (Sec-Fetch-Site: {site})"
+            )
+        if origin and origin != "null" and urlparse(origin).netloc != request.headers.get("host"):
+            raise ReadOnlyError(f"labels are recorded only from this server's own pages, not from {origin}")
+
+    async def label_form(self, request: Request) -> Response:
+        self._same_site(request)
+        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+        target, category = form.get("target", ""), form.get("category", "")
+        analyst, note = form.get("analyst", "").strip(), form.get("note", "")
+        back = _safe_next(form.get("next"))
+        if not analyst:
+            raise BadInputError("type your name in the analyst box before recording a verdict")
+        result = await run_in_threadpool(self.state.add_label, target, category, analyst, note)
+        sep = "&" if "?" in back else "?"
+        response = RedirectResponse(f"{back}{sep}{urlencode({'said': result.describe()})}", status_code=303)
+        response.set_cookie("vec_analyst", result.analyst, max_age=365 * 86400, samesite="strict")
+        return response
+
+    async def api_label(self, request: Request) -> Response:
+        self._same_site(request)
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            raise BadInputError(
+                'send JSON: {"target": "EXPNUM[/CCDNAME]", "category": "...", "analyst": "..."}'
+            ) from None
+        if not isinstance(body, dict):
+            raise BadInputError("send a JSON object with target, category, analyst (and note)")
+        args = [str(body.get(k) or "") for k in ("target", "category", "analyst", "note")]
+        result = await run_in_threadpool(self.state.add_label, *args)
+        return _json(
+            {
+                "added": result.describe(),
+                "analyst": result.analyst,
+                "target": result.target,
+                "category": result.category,
+                "replaced": result.replaced,
+            }
+        )
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.reading(self.survey_page)),
+            Route("/exposure/{expnum:int}", self.reading(self.exposure_page)),
+            Route("/ccd/{expnum:int}/{ccdname:str}", self.reading(self.ccd_page)),
+            Route("/review", self.reading(self.review_page)),
+            Route("/label", self.label_form, methods=["POST"]),
+            Route("/thumb/{expnum:int}/{ccdname:str}", self.thumbnail),
+            Route("/static/{name:str}", self.static_file),
+            Route("/api/survey", self.reading(self.api_survey)),
+            Route("/api/exposure/{expnum:int}", self.reading(self.api_exposure)),
+            Route("/api/ccd/{expnum:int}/{ccdname:str}", self.reading(self.api_ccd)),
+            Route("/api/similar", self.reading(self.api_similar)),
+            Route("/api/review", self.reading(self.api_review)),
+            Route("/api/map", self.reading(self.api_map)),
+            Route("/api/labels", self.api_label, methods=["POST"]),
+        ]
+
+
 def create_app(
     store_path: Path,
     config: Config | None = None,
@@ -364,263 +623,7 @@ def create_app(
     """The ASGI application over the store at ``store_path`` (opened read-only now: a missing store fails
     here, before a port is bound). ``warm``: a thread loads the model, map and review queue at start."""
     state = WebState(store_path, config, analyst=analyst, map_sample=map_sample, map_method=map_method)
-    env = _templates()
-    static = _static_files()
-
-    def page(request: Request, name: str, context: dict, status: int = 200) -> HTMLResponse:
-        html = env.get_template(name).render(
-            request_path=request.url.path,
-            store_path=str(state.path),
-            analyst=request.cookies.get("vec_analyst") or state.analyst,
-            **context,
-        )
-        return HTMLResponse(html, status_code=status)
-
-    def error(request: Request, status: int, message: str) -> Response:
-        if request.url.path.startswith("/api/"):
-            return _json({"error": message, "status": status}, status)
-        titles = {400: "Bad request", 403: "Refused", 404: "Not found", 409: "Not ready", 503: "Busy"}
-        return page(
-            request,
-            "error.html",
-            {"status": status, "title": titles.get(status, "Error"), "message": message},
-            status,
-        )
-
-    async def vec_error(request: Request, exc: Exception) -> Response:
-        return error(request, _status_of(exc), str(exc))
-
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        message = exc.detail
-        if exc.status_code == 404:
-            message = (
-                f"no page at {request.url.path}: try / (the survey), /review, "
-                "or /api/similar?ccd=EXPNUM/CCDNAME"
-            )
-        return error(request, exc.status_code, message)
-
-    def reading(handler):
-        """Run a page under the read lock, with the store's current state."""
-
-        def run(request: Request):
-            with state.reading():
-                return handler(request, state.state())
-
-        return run
-
-    # ------------------------------------------------------------------ page data
-    def survey_payload(request: Request, st: dict) -> dict:
-        flt = data.SurveyFilter.from_query(request.query_params)
-        counts = state.memo(
-            "counts", state.fingerprint(), lambda: data.survey_counts(state.store, st["run"], st["analysts"])
-        )
-        table = data.survey_exposures(state.store, st["run"], st["analysts"], flt)
-        return {
-            "store": {"n_ccds": st["n_ccds"], "n_labels": st["n_labels"], "model": st["version"]},
-            "run": st["run"],
-            "counts": counts,
-            "exposures": table,
-            "filter": {**flt.__dict__},
-        }
-
-    def exposure_payload(request: Request, st: dict) -> dict:
-        expnum = int(request.path_params["expnum"])
-        all_ccds = request.query_params.get("all_ccds") in ("1", "true", "yes")
-        result = state.exposure_result(st, expnum, all_ccds)
-        return data.exposure_data(
-            state.store,
-            state.model(st),
-            state.config.classify,
-            expnum,
-            all_ccds=all_ccds,
-            run=st["run"],
-            result=result,
-        )
-
-    def ccd_payload(request: Request, st: dict) -> dict:
-        expnum = int(request.path_params["expnum"])
-        name = _check_ccdname(request.path_params["ccdname"])
-        k = data.parse_int(request.query_params.get("k"), "k", DEFAULT_K, 1, data.MAX_K)
-        where = request.query_params.get("where") or ""
-        row = data.ccd_row(state.store, expnum, name)  # 404 first
-        result = state.exposure_result(st, expnum, True)
-        labels = _ccd_labels(st)
-        out = data.ccd_data(state.store, expnum, name, result, labels)
-        out["model"] = st["version"]
-        out["similar"] = state.similar(st, f"{expnum}/{row['ccdname']}", k, where)
-        return out
-
-    def _ccd_labels(st: dict) -> dict[int, str]:
-        from query.labels import resolve_ccd_categories
-
-        return state.memo("ccd-labels", state.fingerprint(), lambda: resolve_ccd_categories(state.store))
-
-    # ------------------------------------------------------------------ pages
-    @reading
-    def survey_page(request: Request, st: dict) -> Response:
-        payload = survey_payload(request, st)
-        flt = data.SurveyFilter.from_query(request.query_params)
-        return page(
-            request,
-            "survey.html",
-            {
-                **payload,
-                "flt": flt,
-                "verdicts": data.VERDICT_FILTERS,
-                "categories": CATEGORIES,
-                "sorts": list(data.SORTS),
-            },
-        )
-
-    @reading
-    def exposure_page(request: Request, st: dict) -> Response:
-        payload = exposure_payload(request, st)
-        return page(
-            request,
-            "exposure.html",
-            {"e": payload, "verdicts": VERDICTS, "said": request.query_params.get("said", "")},
-        )
-
-    @reading
-    def ccd_page(request: Request, st: dict) -> Response:
-        payload = ccd_payload(request, st)
-        return page(
-            request,
-            "ccd.html",
-            {"c": payload, "verdicts": VERDICTS, "said": request.query_params.get("said", "")},
-        )
-
-    @reading
-    def review_page(request: Request, st: dict) -> Response:
-        n = data.parse_int(request.query_params.get("n"), "n", DEFAULT_REVIEW, 1, 500)
-        return page(request, "review.html", {"r": state.review(st, n), "n": n})
-
-    # ------------------------------------------------------------------ JSON
-    @reading
-    def api_survey(request: Request, st: dict) -> Response:
-        return _json(survey_payload(request, st))
-
-    @reading
-    def api_exposure(request: Request, st: dict) -> Response:
-        return _json(exposure_payload(request, st))
-
-    @reading
-    def api_ccd(request: Request, st: dict) -> Response:
-        return _json(ccd_payload(request, st))
-
-    @reading
-    def api_similar(request: Request, st: dict) -> Response:
-        ccd = request.query_params.get("ccd")
-        if not ccd:
-            raise BadInputError("give the query CCD: /api/similar?ccd=EXPNUM/CCDNAME&k=N")
-        k = data.parse_int(request.query_params.get("k"), "k", DEFAULT_K, 1, data.MAX_K)
-        if state.model(st) is None:
-            raise NotTrainedError("look-alikes need a trained model here: run `vec train` first")
-        return _json(state.similar(st, ccd, k, request.query_params.get("where")))
-
-    @reading
-    def api_review(request: Request, st: dict) -> Response:
-        n = data.parse_int(request.query_params.get("n"), "n", DEFAULT_REVIEW, 1, 500)
-        return _json(state.review(st, n))
-
-    @reading
-    def api_map(request: Request, st: dict) -> Response:
-        return _json(state.embedding_map(st))
-
-    def thumbnail(request: Request) -> Response:
-        expnum = int(request.path_params["expnum"])
-        name = request.path_params["ccdname"].removesuffix(".png")
-        _check_ccdname(name)
-        size = request.query_params.get("size", "small")
-        if size not in SIZES:
-            raise BadInputError(f"size {size!r}: expected one of {', '.join(SIZES)}")
-        found = state.thumbnails.cached(expnum, name, size)
-        if found is None:
-            with state.reading():
-                row = data.ccd_row(state.store, expnum, name)
-            found = state.thumbnails.get(expnum, name, size, (row["path"], row["hdu"]))
-        cache = "no-store" if found.source == "no-image" else "max-age=86400"
-        return Response(
-            found.png,
-            media_type="image/png",
-            headers={"X-Vec-Thumbnail": found.source, "Cache-Control": cache},
-        )
-
-    def static_file(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name == "plotly.min.js":
-            body = state.memo("plotly", None, _plotly_js)
-            return Response(
-                body, media_type="application/javascript", headers={"Cache-Control": "max-age=86400"}
-            )
-        if name not in static:
-            raise NotFoundError(f"no static file {name!r}")
-        body, kind = static[name]
-        return Response(body, media_type=kind, headers={"Cache-Control": "max-age=3600"})
-
-    # ------------------------------------------------------------------ the write
-    def _same_site(request: Request) -> None:
-        site = request.headers.get("sec-fetch-site")
-        origin = request.headers.get("origin")
-        if site and site not in ("same-origin", "none"):
-            raise ReadOnlyError(
-                f"labels are recorded only from this server's own pages (Sec-Fetch-Site: {site})"
-            )
-        if origin and origin != "null" and urlparse(origin).netloc != request.headers.get("host"):
-            raise ReadOnlyError(f"labels are recorded only from this server's own pages, not from {origin}")
-
-    async def label_form(request: Request) -> Response:
-        _same_site(request)
-        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
-        target, category = form.get("target", ""), form.get("category", "")
-        analyst, note = form.get("analyst", "").strip(), form.get("note", "")
-        back = _safe_next(form.get("next"))
-        if not analyst:
-            raise BadInputError("type your name in the analyst box before recording a verdict")
-        result = await run_in_threadpool(state.add_label, target, category, analyst, note)
-        sep = "&" if "?" in back else "?"
-        response = RedirectResponse(f"{back}{sep}{urlencode({'said': result.describe()})}", status_code=303)
-        response.set_cookie("vec_analyst", result.analyst, max_age=365 * 86400, samesite="strict")
-        return response
-
-    async def api_label(request: Request) -> Response:
-        _same_site(request)
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise BadInputError(
-                'send JSON: {"target": "EXPNUM[/CCDNAME]", "category": "...", "analyst": "..."}'
-            ) from None
-        if not isinstance(body, dict):
-            raise BadInputError("send a JSON object with target, category, analyst (and note)")
-        args = [str(body.get(k) or "") for k in ("target", "category", "analyst", "note")]
-        result = await run_in_threadpool(state.add_label, *args)
-        return _json(
-            {
-                "added": result.describe(),
-                "analyst": result.analyst,
-                "target": result.target,
-                "category": result.category,
-                "replaced": result.replaced,
-            }
-        )
-
-    routes = [
-        Route("/", survey_page),
-        Route("/exposure/{expnum:int}", exposure_page),
-        Route("/ccd/{expnum:int}/{ccdname:str}", ccd_page),
-        Route("/review", review_page),
-        Route("/label", label_form, methods=["POST"]),
-        Route("/thumb/{expnum:int}/{ccdname:str}", thumbnail),
-        Route("/static/{name:str}", static_file),
-        Route("/api/survey", api_survey),
-        Route("/api/exposure/{expnum:int}", api_exposure),
-        Route("/api/ccd/{expnum:int}/{ccdname:str}", api_ccd),
-        Route("/api/similar", api_similar),
-        Route("/api/review", api_review),
-        Route("/api/map", api_map),
-        Route("/api/labels", api_label, methods=["POST"]),
-    ]
+    site = _Site(state)
     if allowed_hosts is None:
         allowed_hosts = (
             ["*"] if host in ("0.0.0.0", "::", "") else sorted({host, "127.0.0.1", "localhost", "[::1]"})
@@ -633,9 +636,9 @@ def create_app(
         yield
 
     app = Starlette(
-        routes=routes,
+        routes=site.routes(),
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)],
-        exception_handlers={VecError: vec_error, HTTPException: http_error},
+        exception_handlers={VecError: site.vec_error, HTTPException: site.http_error},
         lifespan=lifespan,
     )
     app.state.web = state
