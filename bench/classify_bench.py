@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Report, Table, log, parse_args  # noqa: E402
 from ingest.simulate.survey import simulate_survey  # noqa: E402
 from query.classify import classify_all, classify_file  # noqa: E402
-from query.train import train  # noqa: E402
+from query.train import scores_line, train  # noqa: E402
 from vecstore.cli.demo import DemoOptions, central_ccds, run_demo  # noqa: E402
 from vecstore.config import Config, PostprocessConfig  # noqa: E402
 from vecstore.models import Model  # noqa: E402
@@ -248,7 +248,7 @@ def method_table(results: dict[str, dict]) -> Table:
     table.notes.append("CV = 5-fold cross-validation grouped by exposure on the labelled exposures only")
     for name, result in results.items():
         choice = result["auto_choice"]
-        tried = ", ".join(f"{m} {v:.3f}" for m, v in (choice["postprocess_cv"] or {}).items())
+        tried = scores_line(choice["postprocess_cv"] or {})
         table.notes.append(
             f"{name}: auto (the default, the first table) deployed {choice['postprocess_method']} ({tried})"
         )

@@ -429,6 +429,11 @@ def _record_model(store: Store, version: str, training: TrainingSet, settings: d
         con.unregister("split_rows")
 
 
+def scores_line(scores: dict[str, float]) -> str:
+    """Each candidate post-processor's cross-validated score, as ``vec train`` prints them."""
+    return ", ".join(f"{method} {score:.3f}" for method, score in scores.items())
+
+
 def describe_training(result: TrainResult) -> str:
     """What ``vec train`` prints: the model, its reference classes and, for the calibrated rule, the
     thresholds cross-validation chose and the quality it measured."""
@@ -457,8 +462,9 @@ def describe_training(result: TrainResult) -> str:
         )
         lines.append(f"  post-processor: {' -> '.join(s['postprocess_steps'])}")
         if len(s.get("postprocess_cv", {})) > 1:
-            tried = ", ".join(f"{m} {score:.3f}" for m, score in s["postprocess_cv"].items())
-            lines.append(f"  chosen by cross-validation ({s['objective']}): {tried}")
+            lines.append(
+                f"  chosen by cross-validation ({s['objective']}): {scores_line(s['postprocess_cv'])}"
+            )
     if s.get("tuning"):
         lines.append(f"  tuning chose {s['tuning']['best_params']}")
     return "\n".join(lines)
