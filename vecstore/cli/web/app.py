@@ -390,8 +390,8 @@ class _Site:
             )
         return self.error(request, exc.status_code, message)
 
-    def reading(self, handler):
-        """Run a page under the read lock, with the store's current state."""
+    def read_locked(self, handler):
+        """Run a page under the store's read lock (:meth:`WebState.reading`), with its current state."""
 
         def run(request: Request):
             with self.state.reading():
@@ -592,19 +592,19 @@ class _Site:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/", self.reading(self.survey_page)),
-            Route("/exposure/{expnum:int}", self.reading(self.exposure_page)),
-            Route("/ccd/{expnum:int}/{ccdname:str}", self.reading(self.ccd_page)),
-            Route("/review", self.reading(self.review_page)),
+            Route("/", self.read_locked(self.survey_page)),
+            Route("/exposure/{expnum:int}", self.read_locked(self.exposure_page)),
+            Route("/ccd/{expnum:int}/{ccdname:str}", self.read_locked(self.ccd_page)),
+            Route("/review", self.read_locked(self.review_page)),
             Route("/label", self.label_form, methods=["POST"]),
             Route("/thumb/{expnum:int}/{ccdname:str}", self.thumbnail),
             Route("/static/{name:str}", self.static_file),
-            Route("/api/survey", self.reading(self.api_survey)),
-            Route("/api/exposure/{expnum:int}", self.reading(self.api_exposure)),
-            Route("/api/ccd/{expnum:int}/{ccdname:str}", self.reading(self.api_ccd)),
-            Route("/api/similar", self.reading(self.api_similar)),
-            Route("/api/review", self.reading(self.api_review)),
-            Route("/api/map", self.reading(self.api_map)),
+            Route("/api/survey", self.read_locked(self.api_survey)),
+            Route("/api/exposure/{expnum:int}", self.read_locked(self.api_exposure)),
+            Route("/api/ccd/{expnum:int}/{ccdname:str}", self.read_locked(self.api_ccd)),
+            Route("/api/similar", self.read_locked(self.api_similar)),
+            Route("/api/review", self.read_locked(self.api_review)),
+            Route("/api/map", self.read_locked(self.api_map)),
             Route("/api/labels", self.api_label, methods=["POST"]),
         ]
 
