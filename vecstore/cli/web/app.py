@@ -401,7 +401,9 @@ class _Site:
 
     # ------------------------------------------------------------------ page data
     def survey_payload(self, request: Request, st: dict) -> dict:
-        flt = data.SurveyFilter.from_query(request.query_params)
+        return self._survey_data(st, data.SurveyFilter.from_query(request.query_params))
+
+    def _survey_data(self, st: dict, flt: data.SurveyFilter) -> dict:
         counts = self.state.memo(
             "counts",
             self.state.fingerprint(),
@@ -452,8 +454,8 @@ class _Site:
 
     # ------------------------------------------------------------------ pages
     def survey_page(self, request: Request, st: dict) -> Response:
-        payload = self.survey_payload(request, st)
         flt = data.SurveyFilter.from_query(request.query_params)
+        payload = self._survey_data(st, flt)
         return self.page(
             request,
             "survey.html",
