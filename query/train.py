@@ -264,7 +264,8 @@ class _VectorCache:
 
 def _train_calibrated(store: Store, config: Config, good_from: str) -> TrainResult:
     pool = _pool(store, config, good_from)
-    method, fit, cv, scores = _cross_validated_postprocessor(store, config, pool)
+    layout = VectorLayout.of(store.provenance())
+    method, fit, cv, scores = _cross_validated_postprocessor(layout, config, pool)
     rng = np.random.default_rng([config.train.seed, 1])
     ref_ids, ref_labels = reference_set(
         pool, set(pool.bad_expnums()), sorted(pool.good), config.train.good_per_bad, rng
@@ -294,16 +295,15 @@ def _train_calibrated(store: Store, config: Config, good_from: str) -> TrainResu
         "postprocess_cv": scores,
         "good_from": good_from,
     }
-    return _save(store, config, training, processor, settings, {})
+    return _save(store, config, training, processor, settings, {}, layout.block_list)
 
 
-def _cross_validated_postprocessor(store: Store, config: Config, pool: LabelledPool):
+def _cross_validated_postprocessor(layout: VectorLayout, config: Config, pool: LabelledPool):
     """Cross-validate the rule with each candidate post-processor on the same folds; keep the best.
 
     Returns (method, its fitter, its cross-validation, every candidate's score by method name). Ties go
     to the first candidate (``candidate_methods`` lists its best guess first).
     """
-    layout = VectorLayout.of(store.provenance())
     blocks = layout.block_list
     pairs = orientation_pairs(layout.feature_names, config.postprocess.orientation)
     best, scores = None, {}
@@ -331,8 +331,9 @@ def _good_notes(store: Store, ref_ids, ref_labels, good_from: str) -> list[str]:
     return [note]
 
 
-def _save(store, config, training: TrainingSet, processor, extra: dict, weights: dict) -> TrainResult:
-    """Write the model version and its catalog rows; shared by both rules."""
+def _save(store, config, training: TrainingSet, processor, extra: dict, weights: dict, blocks) -> TrainResult:
+    """Write the model version and its catalog rows; shared by both rules. ``blocks``: the vectors'
+    blocks (:class:`VectorLayout`), recorded in the settings."""
     classes, class_weights = class_table(training.train_labels, weights)
     code = {c: i for i, c in enumerate(classes)}
     order = np.argsort(training.train_ids)
@@ -357,7 +358,7 @@ def _save(store, config, training: TrainingSet, processor, extra: dict, weights:
         "max_ebv": config.train.max_ebv,
         "counts": training.counts(),
         "notes": training.notes,
-        "blocks": VectorLayout.of(store.provenance()).block_list,
+        "blocks": blocks,
         **extra,
     }
     version = write_model(
@@ -405,7 +406,7 @@ def _train_paper(store: Store, config: Config, good_from: str, *, tune: bool, n_
         "good_from": good_from,
     }
     training = dataclasses.replace(training, notes=_common_notes(store) + training.notes)
-    return _save(store, config, training, processor, settings, config.train.class_weights)
+    return _save(store, config, training, processor, settings, config.train.class_weights, blocks)
 
 
 def _record_model(store: Store, version: str, training: TrainingSet, settings: dict, weights: dict) -> None:
