@@ -78,6 +78,8 @@ class CCDMeta:
     release: str | None = None
     ccd_cuts: int | None = None
     ebv: float | None = None
+    naxis1: int | None = None  # pixels along a row (columns), as FITS counts them
+    naxis2: int | None = None  # rows
 
 
 @dataclass(frozen=True)
@@ -249,7 +251,8 @@ def _hdu_label(hdu: fitsio.hdu.base.HDUBase) -> str:
     return hdu.get_extname().strip() or str(hdu.get_extnum())
 
 
-def _check_is_2d_image(hdu: fitsio.hdu.base.HDUBase, path: str, label: str) -> None:
+def _check_is_2d_image(hdu: fitsio.hdu.base.HDUBase, path: str, label: str) -> tuple[int, int]:
+    """(NAXIS1, NAXIS2) of a 2-D image HDU (fpacked or not); anything else raises BadInputError."""
     if hdu.get_exttype() != "IMAGE_HDU":
         raise bad_input(path, label, f"is a {hdu.get_exttype()}, not an image")
     dims = list(hdu.get_dims())
@@ -257,6 +260,8 @@ def _check_is_2d_image(hdu: fitsio.hdu.base.HDUBase, path: str, label: str) -> N
         raise bad_input(path, label, "image HDU has no data (NAXIS = 0)")
     if len(dims) != 2:
         raise bad_input(path, label, f"{len(dims)}-D image of shape {tuple(dims)}; a CCD is a 2-D image")
+    rows, columns = dims  # fitsio gives the numpy order
+    return int(columns), int(rows)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -426,9 +431,15 @@ def _expnum(header: Mapping[str, Any], table: Mapping[str, Any], path: str, labe
 
 
 def _build_meta(
-    header: Mapping[str, Any], table: Mapping[str, Any], path: str, label: str, release: str | None
+    header: Mapping[str, Any],
+    table: Mapping[str, Any],
+    path: str,
+    label: str,
+    release: str | None,
+    naxis: tuple[int, int] | None = None,
 ) -> CCDMeta:
-    """Catalog row from merged header values (CCD over primary) and the table row (over both)."""
+    """Catalog row from merged header values (CCD over primary) and the table row (over both), and the
+    image's (NAXIS1, NAXIS2)."""
     camera = _as_str(table.get("camera"))
     if camera is not None and camera.lower() != "decam":
         raise bad_input(path, label, f"table row is for camera {camera!r}, not DECam")
@@ -452,6 +463,8 @@ def _build_meta(
         release=release,
         ccd_cuts=_as_int(table.get("ccd_cuts")),
         ebv=_as_float(table.get("ebv")),
+        naxis1=naxis[0] if naxis else None,
+        naxis2=naxis[1] if naxis else None,
     )
 
 
@@ -459,13 +472,13 @@ def _meta_for_hdu(fits: fitsio.FITS, task: CCDTask, release: str | None) -> tupl
     """Select and check the task's HDU and build its metadata; returns (meta, hdu) with the file open."""
     hdu = _select_hdu(fits, task.path, task.hdu)
     label = _hdu_label(hdu)
-    _check_is_2d_image(hdu, task.path, label)
+    naxis = _check_is_2d_image(hdu, task.path, label)
     try:
         header = {**_header_values(fits[0].read_header()), **_header_values(hdu.read_header())}
     except OSError as error:
         reason = f"cannot read the header: {_cfitsio_message(error)}{_truncation_hint(task.path)}"
         raise bad_input(task.path, label, reason) from None
-    meta = _build_meta(header, normalize_table_meta(task.table_meta), task.path, label, release)
+    meta = _build_meta(header, normalize_table_meta(task.table_meta), task.path, label, release, naxis)
     return meta, hdu
 
 

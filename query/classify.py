@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from query.ccd_size import Size, ccd_sizes, reference_sizes, size_warnings
 from query.knn import class_probabilities, find_neighbours
 from query.vote import (
     CCDVerdict,
@@ -113,6 +115,7 @@ class ExposureResult:
     source: str = "store"
     rule: Rule | None = None
     failures: list[dict] = field(default_factory=list)  # CCDs of a FILE that could not be used
+    warnings: list[str] = field(default_factory=list)  # e.g. CCDs of a size no reference CCD has
 
     def as_dict(self) -> dict:
         return {
@@ -120,6 +123,7 @@ class ExposureResult:
             "source": self.source,
             **({"rule": self.rule.as_dict()} if self.rule else {}),
             "failures": self.failures,
+            "warnings": self.warnings,
             "is_bad": self.verdict.is_bad,
             "category": self.verdict.category,
             "n_bad": self.verdict.n_bad,
@@ -156,12 +160,19 @@ class ClassifyRunSummary:
     n_bad: int = 0
     by_category: dict[str, int] = field(default_factory=dict)
     resumed: bool = False
+    n_unlike_size: int = 0  # exposures with a CCD of a size no reference CCD has
 
     def describe(self) -> str:
-        return (
+        text = (
             f"run {self.run_id}{' (resumed)' if self.resumed else ''}: {self.n_exposures:,} exposures "
             f"classified, {self.n_bad:,} bad {self.by_category}"
         )
+        if self.n_unlike_size:
+            text += (
+                f"\nwarning: {self.n_unlike_size:,} of them have CCDs of a size no reference CCD has, and "
+                "their verdicts are likely wrong; `vec classify EXPNUM` says which CCDs and what to do"
+            )
+        return text
 
 
 # ------------------------------------------------------------------------------------------------ core
@@ -246,13 +257,28 @@ def vote(ccds: list[CCDResult], rule: Rule, classes: tuple[str, ...]) -> Exposur
     return fraction_vote([c.verdict for c in ccds], probs, classes, rule.fraction, CATEGORIES)
 
 
-def _exposure_results(model, cfg, expnums, results: list[CCDResult], source: str) -> list[ExposureResult]:
+def _exposure_results(
+    store: Store, model, cfg, expnums, results: list[CCDResult], source: str, sizes: dict[int, Size]
+) -> list[ExposureResult]:
+    """Each exposure's verdict from its CCDs' results; ``sizes`` (ccd_id -> NAXIS1, NAXIS2) are checked
+    against the reference CCDs' (:mod:`query.ccd_size`)."""
     rule = Rule.of(model, cfg)
+    reference = reference_sizes(store, model) if sizes else Counter()
     by_exposure: dict[int, list[CCDResult]] = {e: [] for e in expnums}
     for r in results:
         by_exposure[r.expnum].append(r)
     return [
-        ExposureResult(e, vote(by_exposure[e], rule, model.classes), by_exposure[e], source, rule)
+        ExposureResult(
+            e,
+            vote(by_exposure[e], rule, model.classes),
+            by_exposure[e],
+            source,
+            rule,
+            warnings=size_warnings(
+                {c.ccdname or str(c.ccd_id): sizes[c.ccd_id] for c in by_exposure[e] if c.ccd_id in sizes},
+                reference,
+            ),
+        )
         for e in expnums
     ]
 
@@ -306,7 +332,7 @@ def classify_exposures(
     results = _results(
         store, model, ids, [exposure_of[i] for i in ids], [names[i] for i in ids], vectors, cfg
     )
-    return _exposure_results(model, cfg, expnums, results, "store")
+    return _exposure_results(store, model, cfg, expnums, results, "store", ccd_sizes(store, ids))
 
 
 # ------------------------------------------------------------------------------------------------ new files
@@ -342,9 +368,14 @@ def classify_file(
     results = _results(
         store, model, ids[order], exposure[order], [found.metas[i].ccdname for i in order], vectors, cfg
     )
+    sizes = {
+        int(ids[i]): (found.metas[i].naxis1, found.metas[i].naxis2)
+        for i in order
+        if found.metas[i].naxis1 is not None and found.metas[i].naxis2 is not None
+    }
     return [
         dataclasses.replace(r, failures=found.failures)
-        for r in _exposure_results(model, cfg, expnums, results, str(path))
+        for r in _exposure_results(store, model, cfg, expnums, results, str(path), sizes)
     ]
 
 
@@ -435,6 +466,7 @@ def classify_all(
             _write_predictions(store, run_id, model.version, results)
             for r in results:
                 summary.n_exposures += 1
+                summary.n_unlike_size += bool(r.warnings)
                 if r.verdict.is_bad:
                     summary.n_bad += 1
                     summary.by_category[r.verdict.category] = (

@@ -164,6 +164,24 @@ def test_merging_into_an_existing_store_adds_only_new_ccds(tmp_path):
     assert_same_content(dest, whole)
 
 
+def test_a_store_from_before_ccd_sizes_merges_with_one_that_has_them(tmp_path):
+    import duckdb
+
+    sized_rows = [{**row, "naxis1": 2046, "naxis2": 4094} for row in exposure_rows(1000)]
+    with Store.create(tmp_path / "dest", config=FLOAT32) as dest:
+        dest.ensure_provenance(PROVENANCE)
+        dest.commit_batch(None, sized_rows, vectors_for(sized_rows))
+    old = build_store(tmp_path / "old", [1000, 1001])  # 1000 in both; sizes unknown in the old store
+    with duckdb.connect(str(old / "catalog.duckdb")) as con:
+        con.execute("ALTER TABLE ccds DROP COLUMN naxis1")
+        con.execute("ALTER TABLE ccds DROP COLUMN naxis2")
+    summary = merge_stores(tmp_path / "dest", [old], config=FLOAT32)
+    assert (summary.ccds_added, summary.ccds_skipped) == (4, 4)
+    with Store.open(tmp_path / "dest") as merged:
+        sizes = merged.query("SELECT expnum, naxis1 FROM ccds ORDER BY ccd_id").to_pylist()
+    assert sizes == [{"expnum": 1000, "naxis1": 2046}] * 4 + [{"expnum": 1001, "naxis1": None}] * 4
+
+
 # ----------------------------------------------------------------------------------------------- refusals
 def test_mismatched_provenance_is_refused_naming_both_stores(tmp_path):
     first = build_store(tmp_path / "first", [1000])

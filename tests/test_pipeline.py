@@ -15,7 +15,7 @@ from ingest.engine.driver import IngestOptions
 from ingest.engine.local import ingest
 from ingest.labels.importer import import_labels
 from ingest.simulate.survey import simulate_survey
-from query.classify import classify_exposures, classify_file
+from query.classify import classify_all, classify_exposures, classify_file
 from query.train import train
 from vecstore import index as vindex
 from vecstore.cli import app
@@ -195,3 +195,57 @@ def test_a_file_with_one_unusable_ccd_is_classified_from_the_rest(survey, tmp_pa
     )
     refused = runner.invoke(app, ["--store", str(store_path), "classify", str(only_bad)])
     assert refused.exit_code == 1 and "no usable CCD" in refused.output and "N4" in refused.output
+
+
+def test_ingest_records_each_ccds_size(survey):
+    with Store.open(survey[0]) as store:
+        sizes = store.query("SELECT DISTINCT naxis1, naxis2 FROM ccds").to_pylist()
+    assert sizes == [{"naxis1": 128, "naxis2": 256}]  # ccd_shape (256, 128) is rows x columns
+
+
+def test_a_file_of_ccds_smaller_than_the_references_gets_a_warning_naming_them(survey, tmp_path):
+    from tests.fitsfactory import write_cp_exposure
+
+    store_path, moved, _ = survey
+    same_size = runner.invoke(app, ["--store", str(store_path), "classify", str(moved), "--json"])
+    assert same_size.exit_code == 0, same_size.output
+    assert json.loads(same_size.output)[0]["warnings"] == []
+    cutout = write_cp_exposure(tmp_path / "c4d_cutout_ooi_r_v1.fits.fz", 990009, ["N4", "S4"], (128, 64))
+    result = runner.invoke(app, ["--store", str(store_path), "classify", str(cutout), "--json"])
+    assert result.exit_code == 0, result.output
+    (warning,) = json.loads(result.output)[0]["warnings"]
+    assert warning.startswith("CCD(s) S4, N4: 128 x 64 pixels (rows x columns)")  # in ccd_id order
+    assert "reference CCDs are 256 x 128 (" in warning and "vec train" in warning
+    text = runner.invoke(app, ["--store", str(store_path), "classify", str(cutout)])
+    assert text.exit_code == 0 and "  warning: CCD(s) S4, N4: 128 x 64" in text.output
+
+
+def test_classify_all_counts_the_exposures_of_an_unlike_size(survey, tmp_path):
+    from tests.fitsfactory import write_cp_exposure
+
+    store_path = own_copy(survey[0], tmp_path)
+    (tmp_path / "in").mkdir()
+    cutout = write_cp_exposure(tmp_path / "in" / "c4d_cutout_ooi_r_v1.fits.fz", 990010, ["N4"], (128, 64))
+    with Store.open(store_path, writable=True) as store:
+        ingest(store, [cutout], IngestOptions(embedder="test_vit+qa", workers=0, release="cutouts"))
+        summary = classify_all(store, Model.current(store), Config().classify)
+    assert summary.n_unlike_size == 1  # the cutout; the simulated exposures are the references' size
+    assert "warning: 1 of them have CCDs of a size no reference CCD has" in summary.describe()
+
+
+def test_a_store_from_before_ccd_sizes_is_classified_without_the_check(survey, tmp_path):
+    import duckdb
+
+    from query.ccd_size import ccd_sizes
+
+    store_path = own_copy(survey[0], tmp_path)
+    with duckdb.connect(str(store_path / "catalog.duckdb")) as con:
+        con.execute("ALTER TABLE ccds DROP COLUMN naxis1")
+        con.execute("ALTER TABLE ccds DROP COLUMN naxis2")
+    with Store.open(store_path) as store:  # read-only: the columns stay missing
+        model = Model.current(store)
+        expnum = int(store.scalar("SELECT min(expnum) FROM ccds"))
+        ids = store.query("SELECT ccd_id FROM ccds WHERE expnum = ?", [expnum]).column("ccd_id").to_numpy()
+        assert ccd_sizes(store, ids) == {}
+        (result,) = classify_exposures(store, model, [expnum], Config().classify)
+    assert result.warnings == [] and result.verdict.n_ccds == len(CCDS)

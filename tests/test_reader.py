@@ -142,7 +142,7 @@ def test_generated_exposure_reads_every_ccd_with_metadata(tmp_path, compress, su
         assert meta == CCDMeta(
             ccd_id=700123 * 100 + ccdnum_for(ccdname), expnum=700123, ccdname=ccdname,
             ccdnum=ccdnum_for(ccdname), filter="i", exptime=45.0, mjd_obs=58100.5, airmass=1.05,
-            plver="V5.0", ra=15.0, dec=-10.5, path=str(path), hdu=ccdname,
+            plver="V5.0", ra=15.0, dec=-10.5, path=str(path), hdu=ccdname, naxis1=32, naxis2=64,
         )  # fmt: skip
         assert pixels.shape == (64, 32) and pixels.dtype == np.float32
         assert 900 < float(pixels.mean()) < 1100

@@ -36,10 +36,13 @@ CREATE TABLE IF NOT EXISTS ccds (
     part_id BIGINT NOT NULL,
     run_id BIGINT,
     committed_at TIMESTAMP,
-    part_row INTEGER  -- the CCD's row in its part: a read of a few CCDs decodes only their row groups
+    part_row INTEGER,  -- the CCD's row in its part: a read of a few CCDs decodes only their row groups
+    naxis1 INTEGER, naxis2 INTEGER  -- the image's columns and rows (NULL in stores made before vec kept them)
 );
 -- Stores made before row offsets were recorded; the writer fills them in on open (Store.recover).
 ALTER TABLE ccds ADD COLUMN IF NOT EXISTS part_row INTEGER;
+ALTER TABLE ccds ADD COLUMN IF NOT EXISTS naxis1 INTEGER;
+ALTER TABLE ccds ADD COLUMN IF NOT EXISTS naxis2 INTEGER;
 CREATE TABLE IF NOT EXISTS embedding_parts (
     part_id BIGINT PRIMARY KEY,
     file VARCHAR NOT NULL UNIQUE,

@@ -32,7 +32,8 @@ Refusals, before anything is written:
   catalog rows: ``VecError`` naming the ccd_id and both stores. Vectors are compared exactly after both are
   cast to ``dest``'s embedding dtype (so with a float16 ``dest``, float32 sources that differ by less than
   float16 rounding count as equal; that rounding is the only tolerance). Catalog rows are compared on every
-  CCD column except the bookkeeping ones (part, run, commit time). Identical duplicates are skipped.
+  CCD column except the bookkeeping ones (part, run, commit time); a CCD size an older store did not
+  record (NULL ``naxis1``/``naxis2``) matches any. Identical duplicates are skipped.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from vecstore.errors import (
     ProvenanceError,
 )
 from vecstore.provenance import Provenance
-from vecstore.store import CCD_COLUMNS, Store
+from vecstore.store import LATER_CCD_COLUMNS, Store
 
 COMPARE_CHUNK_IDS = 65536  # shared ids compared at a time, to bound memory on large re-merges
 
@@ -197,7 +198,7 @@ def _as_stored(vectors: np.ndarray, dtype: str) -> np.ndarray:
 def _compare_rows(first: Store, second: Store, ids: np.ndarray) -> None:
     a, b = ccd_rows_by_id(first, ids), ccd_rows_by_id(second, ids)
     for row_a, row_b in zip(a, b, strict=True):
-        differing = sorted(k for k in row_a if not _same_value(row_a[k], row_b[k]))
+        differing = sorted(k for k in row_a if not _same_value(row_a[k], row_b[k], k))
         if differing:
             raise ConflictError(
                 f"cannot merge: ccd_id {row_a['ccd_id']} has different catalog rows in store {first.path} "
@@ -206,8 +207,11 @@ def _compare_rows(first: Store, second: Store, ids: np.ndarray) -> None:
             )
 
 
-def _same_value(a: Any, b: Any) -> bool:
-    """Equality of catalog values, with NaN equal to NaN (a header value both stores could not read)."""
+def _same_value(a: Any, b: Any, column: str = "") -> bool:
+    """Equality of catalog values, with NaN equal to NaN (a header value both stores could not read) and
+    NULL equal to anything in a column older stores did not record (``LATER_CCD_COLUMNS``)."""
+    if column in LATER_CCD_COLUMNS and (a is None or b is None):
+        return True
     if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
         return True
     return a == b
@@ -216,7 +220,7 @@ def _same_value(a: Any, b: Any) -> bool:
 # ----------------------------------------------------------------------------------------------- reading
 def vectors_by_id(store: Store, ids: np.ndarray) -> np.ndarray:
     """Vectors of ``ids`` (sorted, all committed) in that order, reading only the parts that hold them."""
-    located = _ids_table(store, ids, "SELECT ccd_id, file FROM ccds JOIN embedding_parts USING (part_id)")
+    located = store.query_ids(ids, "SELECT ccd_id, file FROM ccds JOIN embedding_parts USING (part_id)")
     found_ids, vectors = [], []
     for name in sorted(set(located.column("file").to_pylist())):
         part_ids, part_vectors = parts.read_part(store.parts_dir / name)
@@ -232,17 +236,8 @@ def vectors_by_id(store: Store, ids: np.ndarray) -> np.ndarray:
 
 def ccd_rows_by_id(store: Store, ids: np.ndarray) -> list[dict[str, Any]]:
     """Catalog rows (CCD columns only) of ``ids``, sorted by ccd_id."""
-    table = _ids_table(store, ids, f"SELECT {', '.join(CCD_COLUMNS)} FROM ccds")
+    table = store.query_ids(ids, f"SELECT {store.ccd_columns_sql()} FROM ccds")
     return table.sort_by("ccd_id").to_pylist()
-
-
-def _ids_table(store: Store, ids: np.ndarray, select: str) -> pa.Table:
-    """``select`` (a query over ``ccds``) restricted to the ccd_ids in ``ids``, joined inside DuckDB."""
-    wanted = pa.table({"wanted_id": pa.array(np.asarray(ids, dtype=np.int64))})
-    timeout = store.config.store.lock_timeout_s
-    with catalog.open_catalog(store.catalog_path, read_only=True, timeout_s=timeout) as con:
-        con.register("wanted", wanted)
-        return catalog.query_arrow(con, f"{select} WHERE ccd_id IN (SELECT wanted_id FROM wanted)")
 
 
 # ----------------------------------------------------------------------------------------------- copying
@@ -443,7 +438,7 @@ def _read_part_with_rows(source: Store, part_id: int, name: str) -> tuple[list[d
     order = np.argsort(part_ids, kind="stable")
     part_ids, vectors = part_ids[order], vectors[order]
     rows = source.query(
-        f"SELECT {', '.join(CCD_COLUMNS)} FROM ccds WHERE part_id = ? ORDER BY ccd_id", [part_id]
+        f"SELECT {source.ccd_columns_sql()} FROM ccds WHERE part_id = ? ORDER BY ccd_id", [part_id]
     ).to_pylist()
     if [row["ccd_id"] for row in rows] != part_ids.tolist():
         raise InconsistentStoreError(

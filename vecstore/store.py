@@ -61,7 +61,11 @@ CCD_COLUMNS = (
     "release",
     "ccd_cuts",
     "ebv",
+    "naxis1",
+    "naxis2",
 )
+# Columns added after stores were in use: NULL in an older store's rows means "not recorded", not a value.
+LATER_CCD_COLUMNS = ("naxis1", "naxis2")
 _CCD_TYPES = {
     "ccd_id": pa.int64(),
     "expnum": pa.int64(),
@@ -73,6 +77,8 @@ _CCD_TYPES = {
     "dec": pa.float64(),
     "ccd_cuts": pa.int64(),
     "ebv": pa.float64(),
+    "naxis1": pa.int32(),
+    "naxis2": pa.int32(),
 }
 WRITER_LOCK = "writer.lock"
 # Tries of locate-then-read: a `vec compact` committing in between moves CCDs to a new part, once per merge.
@@ -255,6 +261,13 @@ class Store:
         with catalog.open_catalog(self.catalog_path, read_only=True, timeout_s=self._timeout) as con:
             return catalog.query_arrow(con, sql, params)
 
+    def query_ids(self, ids: np.ndarray, select: str) -> pa.Table:
+        """``select`` (a query over ``ccds``) restricted to the ccd_ids in ``ids``, joined inside DuckDB."""
+        wanted = pa.table({"wanted_id": pa.array(np.asarray(ids, dtype=np.int64))})
+        with catalog.open_catalog(self.catalog_path, read_only=True, timeout_s=self._timeout) as con:
+            con.register("wanted", wanted)
+            return catalog.query_arrow(con, f"{select} WHERE ccd_id IN (SELECT wanted_id FROM wanted)")
+
     def scalar(self, sql: str, params: list | None = None) -> Any:
         with catalog.open_catalog(self.catalog_path, read_only=True, timeout_s=self._timeout) as con:
             rows = con.execute(sql, params or []).fetchall()
@@ -265,6 +278,17 @@ class Store:
         lacks it (a writable open adds it)."""
         sql = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
         return bool(self.scalar(sql, [name]))
+
+    def has_column(self, table: str, column: str) -> bool:
+        """Whether ``table`` has ``column``: as :meth:`has_table`, for a column added later (``naxis1``)."""
+        sql = "SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND column_name = ?"
+        return bool(self.scalar(sql, [table, column]))
+
+    def ccd_columns_sql(self) -> str:
+        """``CCD_COLUMNS`` as a SELECT list over ``ccds``, NULL for those this catalog lacks (read-only)."""
+        sql = "SELECT column_name FROM information_schema.columns WHERE table_name = 'ccds'"
+        present = set(self.query(sql).column("column_name").to_pylist())
+        return ", ".join(c if c in present else f"NULL AS {c}" for c in CCD_COLUMNS)
 
     def transaction(self):
         self._require_writable()

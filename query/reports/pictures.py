@@ -40,6 +40,7 @@ def format_classification(result: ExposureResult, max_neighbours: int = 3) -> st
     for failure in result.failures:
         where = f"HDU {failure['hdu']}" if failure["hdu"] else failure["path"]
         lines.append(f"  !{where}: not classified ({failure['reason']})")
+    lines += [f"  warning: {warning}" for warning in result.warnings]
     return "\n".join(lines)
 
 

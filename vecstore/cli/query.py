@@ -126,7 +126,9 @@ def classify(
 ) -> None:
     """Is this exposure bad, and why? k-NN per CCD, the probability cut, then a vote over the exposure.
 
-    Options named like a knob of the [classify] config section override it for this call.
+    A CCD whose size no reference CCD has (a cutout against full CCDs) is classified with a warning: its
+    embedding is not comparable. Options named like a knob of the [classify] config section override it
+    for this call.
     """
     from query.classify import classify_all, classify_targets
     from query.reports.pictures import focal_plane_pictures, format_classifications
