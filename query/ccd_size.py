@@ -18,30 +18,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-import numpy as np
-
-from vecstore.models import Model
-from vecstore.store import Store
-
-Size = tuple[int, int]
+Size = tuple[int, int]  # (NAXIS1, NAXIS2), as Store.ccd_sizes and Model.reference_sizes give them
 AREA_RATIO = 1.25
-
-
-def ccd_sizes(store: Store, ids: np.ndarray) -> dict[int, Size]:
-    """ccd_id -> (NAXIS1, NAXIS2) of the CCDs in ``ids`` whose size the store knows."""
-    if not store.has_column("ccds", "naxis1"):
-        return {}
-    table = store.query_ids(ids, "SELECT ccd_id, naxis1, naxis2 FROM ccds").to_pydict()
-    return {
-        i: (n1, n2)
-        for i, n1, n2 in zip(table["ccd_id"], table["naxis1"], table["naxis2"], strict=True)
-        if n1 is not None and n2 is not None
-    }
-
-
-def reference_sizes(store: Store, model: Model) -> Counter[Size]:
-    """How many of ``model``'s reference CCDs have each size (empty where the store knows none)."""
-    return Counter(ccd_sizes(store, model.reference_labels()[0]).values())
 
 
 def is_reference_size(size: Size, reference: Counter[Size]) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from query.ccd_size import Size, ccd_sizes, reference_sizes, size_warnings
+from query.ccd_size import Size, size_warnings
 from query.knn import class_probabilities, find_neighbours
 from query.vote import (
     CCDVerdict,
@@ -258,12 +258,12 @@ def vote(ccds: list[CCDResult], rule: Rule, classes: tuple[str, ...]) -> Exposur
 
 
 def _exposure_results(
-    store: Store, model, cfg, expnums, results: list[CCDResult], source: str, sizes: dict[int, Size]
+    model, cfg, expnums, results: list[CCDResult], source: str, sizes: dict[int, Size]
 ) -> list[ExposureResult]:
     """Each exposure's verdict from its CCDs' results; ``sizes`` (ccd_id -> NAXIS1, NAXIS2) are checked
     against the reference CCDs' (:mod:`query.ccd_size`)."""
     rule = Rule.of(model, cfg)
-    reference = reference_sizes(store, model) if sizes else Counter()
+    reference = model.reference_sizes() if sizes else Counter()
     by_exposure: dict[int, list[CCDResult]] = {e: [] for e in expnums}
     for r in results:
         by_exposure[r.expnum].append(r)
@@ -332,7 +332,7 @@ def classify_exposures(
     results = _results(
         store, model, ids, [exposure_of[i] for i in ids], [names[i] for i in ids], vectors, cfg
     )
-    return _exposure_results(store, model, cfg, expnums, results, "store", ccd_sizes(store, ids))
+    return _exposure_results(model, cfg, expnums, results, "store", store.ccd_sizes(ids))
 
 
 # ------------------------------------------------------------------------------------------------ new files
@@ -375,7 +375,7 @@ def classify_file(
     }
     return [
         dataclasses.replace(r, failures=found.failures)
-        for r in _exposure_results(store, model, cfg, expnums, results, str(path), sizes)
+        for r in _exposure_results(model, cfg, expnums, results, str(path), sizes)
     ]
 
 

@@ -236,8 +236,6 @@ def test_classify_all_counts_the_exposures_of_an_unlike_size(survey, tmp_path):
 def test_a_store_from_before_ccd_sizes_is_classified_without_the_check(survey, tmp_path):
     import duckdb
 
-    from query.ccd_size import ccd_sizes
-
     store_path = own_copy(survey[0], tmp_path)
     with duckdb.connect(str(store_path / "catalog.duckdb")) as con:
         con.execute("ALTER TABLE ccds DROP COLUMN naxis1")
@@ -246,6 +244,6 @@ def test_a_store_from_before_ccd_sizes_is_classified_without_the_check(survey, t
         model = Model.current(store)
         expnum = int(store.scalar("SELECT min(expnum) FROM ccds"))
         ids = store.query("SELECT ccd_id FROM ccds WHERE expnum = ?", [expnum]).column("ccd_id").to_numpy()
-        assert ccd_sizes(store, ids) == {}
+        assert store.ccd_sizes(ids) == {}
         (result,) = classify_exposures(store, model, [expnum], Config().classify)
     assert result.warnings == [] and result.verdict.n_ccds == len(CCDS)

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,7 @@ class Model:
         self._reference = None
         self._exact = None
         self._corpus = None
+        self._reference_sizes: Counter[tuple[int, int]] | None = None
 
     @classmethod
     def current(cls, store: Store) -> Model:
@@ -223,6 +225,12 @@ class Model:
     def reference_labels(self) -> tuple[np.ndarray, np.ndarray]:
         with np.load(self.dir / REFERENCE_LABELS, allow_pickle=False) as arrays:
             return arrays["ids"], arrays["labels"]
+
+    def reference_sizes(self) -> Counter[tuple[int, int]]:
+        """How many reference CCDs have each (NAXIS1, NAXIS2), read once (empty where none was recorded)."""
+        if self._reference_sizes is None:
+            self._reference_sizes = Counter(self.store.ccd_sizes(self.reference_labels()[0]).values())
+        return self._reference_sizes
 
     def corpus_index(self, ef_search: int | None = None):
         """The corpus index with every committed CCD, adding what ingests committed since it was saved.

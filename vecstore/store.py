@@ -170,6 +170,7 @@ class Store:
         self._last_part_id: int | None = None
         self._dtype: str | None = None
         self._small_parts: list[PartRecord] | None = None  # parts under the compaction target (maybe_compact)
+        self._ccd_columns: frozenset[str] | None = None  # the catalog's ccds columns, fixed once opened
 
     # ----------------------------------------------------------------- opening and closing
     @classmethod
@@ -279,16 +280,28 @@ class Store:
         sql = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
         return bool(self.scalar(sql, [name]))
 
-    def has_column(self, table: str, column: str) -> bool:
-        """Whether ``table`` has ``column``: as :meth:`has_table`, for a column added later (``naxis1``)."""
-        sql = "SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND column_name = ?"
-        return bool(self.scalar(sql, [table, column]))
+    def ccd_columns(self) -> frozenset[str]:
+        """The columns of this catalog's ``ccds`` table, read once: a store from before a column was added,
+        opened read-only, lacks it (a writable open adds it, before this can be asked)."""
+        if self._ccd_columns is None:
+            sql = "SELECT column_name FROM information_schema.columns WHERE table_name = 'ccds'"
+            self._ccd_columns = frozenset(self.query(sql).column("column_name").to_pylist())
+        return self._ccd_columns
 
     def ccd_columns_sql(self) -> str:
         """``CCD_COLUMNS`` as a SELECT list over ``ccds``, NULL for those this catalog lacks (read-only)."""
-        sql = "SELECT column_name FROM information_schema.columns WHERE table_name = 'ccds'"
-        present = set(self.query(sql).column("column_name").to_pylist())
-        return ", ".join(c if c in present else f"NULL AS {c}" for c in CCD_COLUMNS)
+        return ", ".join(c if c in self.ccd_columns() else f"NULL AS {c}" for c in CCD_COLUMNS)
+
+    def ccd_sizes(self, ids: np.ndarray) -> dict[int, tuple[int, int]]:
+        """ccd_id -> (NAXIS1, NAXIS2) of the CCDs in ``ids`` whose size the catalog recorded."""
+        if "naxis1" not in self.ccd_columns():
+            return {}
+        table = self.query_ids(ids, "SELECT ccd_id, naxis1, naxis2 FROM ccds").to_pydict()
+        return {
+            i: (n1, n2)
+            for i, n1, n2 in zip(table["ccd_id"], table["naxis1"], table["naxis2"], strict=True)
+            if n1 is not None and n2 is not None
+        }
 
     def transaction(self):
         self._require_writable()
