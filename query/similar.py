@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from query.ccd_size import SIMILAR_ADVICE, size_warnings
 from query.labels import resolve_ccd_categories
 from vecstore import index as vindex
 from vecstore.errors import BadInputError, NotFoundError
@@ -240,6 +241,17 @@ def similar_to_file(
     return query, hits, pixels
 
 
+def file_size_warnings(store: Store, query: dict) -> list[str]:
+    """A warning when a file's CCD is of a size none of the store's CCDs has (nothing to say when either
+    size is unrecorded)."""
+    if query.get("naxis1") is None or query.get("naxis2") is None:
+        return []
+    size = (query["naxis1"], query["naxis2"])
+    return size_warnings(
+        {query["ccdname"]: size}, store.ccd_size_counts(), against="the store's CCDs", advice=SIMILAR_ADVICE
+    )
+
+
 def _split_file_ref(reference: str) -> tuple[Path, int | str | None]:
     """``path.fits.fz``, ``path.fits.fz:N4``, ``path.fits.fz:3`` or cfitsio's ``path.fits.fz[N4]``."""
     text = reference.strip()
@@ -270,6 +282,7 @@ class SimilarResult:
     hits: list[dict]
     pixels: np.ndarray | None = None
     space: str = ""  # what was searched: "model v0003's space" or the label-free corpus space
+    warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. a file CCD of another size
 
     def describe_space(self) -> str:
         return f"searched {self.space}" if self.space else ""
@@ -303,6 +316,6 @@ def find_similar(
     }
     space = getattr(model, "space_description", "")
     if is_file_reference(reference):
-        found = similar_to_file(store, model, reference, k, weights=weights, **options)
-        return SimilarResult(*found, space=space)
+        query, hits, pixels = similar_to_file(store, model, reference, k, weights=weights, **options)
+        return SimilarResult(query, hits, pixels, space=space, warnings=file_size_warnings(store, query))
     return SimilarResult(*similar_to_ccd(store, model, reference, k, **options), space=space)

@@ -117,6 +117,7 @@ BAD_NUMBERS = [
     ("simulate", "out", "-n", "0", "--ccd-shape", "bad"),
     ("simulate", "out", "--bad-fraction", "1.5", "--ccd-shape", "bad"),
     ("simulate", "out", "--seed", "-1", "--ccd-shape", "bad"),
+    ("simulate", "out", "--first-expnum", "0", "--ccd-shape", "bad"),
     ("demo", "-n", "0", "--ccd-shape", "bad"),
     ("demo", "--ccds-per-exposure", "0", "--ccd-shape", "bad"),
     ("demo", "--ccds-per-exposure", "62", "--ccd-shape", "bad"),

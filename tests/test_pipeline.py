@@ -220,6 +220,25 @@ def test_a_file_of_ccds_smaller_than_the_references_gets_a_warning_naming_them(s
     assert text.exit_code == 0 and "  warning: CCD(s) S4, N4: 128 x 64" in text.output
 
 
+def test_similar_warns_when_a_files_ccd_is_of_a_size_the_store_has_not(survey, tmp_path):
+    from tests.fitsfactory import write_cp_exposure
+
+    store_path, moved, _ = survey
+    same_size = runner.invoke(app, ["--store", str(store_path), "similar", str(moved), "-k", "3", "--json"])
+    assert same_size.exit_code == 0, same_size.output
+    assert json.loads(same_size.output)["warnings"] == []
+    cutout = write_cp_exposure(tmp_path / "c4d_cutout_ooi_r_v1.fits.fz", 990011, ["S4"], (128, 64))
+    result = runner.invoke(app, ["--store", str(store_path), "similar", str(cutout), "-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    (warning,) = found["warnings"]
+    assert len(found["neighbours"]) == 3  # still searched: the warning says how far to trust it
+    assert warning.startswith("CCD(s) S4: 128 x 64 pixels") and "the store's CCDs are 256 x 128 (" in warning
+    text = runner.invoke(app, ["--store", str(store_path), "similar", str(cutout), "-k", "3"])
+    assert text.exit_code == 0 and "  warning: CCD(s) S4: 128 x 64" in text.output
+    assert all(len(line) <= 110 for line in text.output.splitlines() if "warning" in line)
+
+
 def test_classify_all_counts_the_exposures_of_an_unlike_size(survey, tmp_path):
     from tests.fitsfactory import write_cp_exposure
 

@@ -156,6 +156,9 @@ def test_where_filter_reaches_the_catalog_only_as_parameters(served):
     ]:
         with pytest.raises(BadInputError):
             compile_filter(text)
+    assert compile_filter("naxis1 = 128") == ('"naxis1" = ?', [128])
+    with pytest.raises(BadInputError, match="catalog has no column 'naxis1'"):  # a store from before sizes
+        compile_filter("filter = 'r' AND naxis1 = 128", available={"filter", "exptime"})
     store, _ = served
     expnum = bad_run_exposure(store)
     with client(store) as c:

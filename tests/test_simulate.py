@@ -630,3 +630,18 @@ def test_truth_csv_labels_every_ccd(survey):
     for exposure in survey.exposures:
         if exposure.category and exposure.category not in ccd_level:
             assert exposure.affected_ccds == CCDS
+
+
+def test_vec_simulate_numbers_its_exposures_above_the_demo_stores(tmp_path):
+    from typer.testing import CliRunner
+
+    from vecstore.cli import app
+
+    args = ["simulate", "-n", "2", "--ccd-shape", "64x32", "--ccds", "N4"]
+    default = CliRunner().invoke(app, [*args[:1], str(tmp_path / "a"), *args[1:]])
+    assert default.exit_code == 0, default.output
+    assert "EXPNUM 950000-950001" in default.output  # the demo's are 900000 on
+    given = CliRunner().invoke(app, [*args[:1], str(tmp_path / "b"), *args[1:], "--first-expnum", "1234"])
+    assert given.exit_code == 0, given.output
+    (first, _) = sorted((tmp_path / "b").glob("*.fits.fz"))
+    assert "EXPNUM 1234-1235" in given.output and fitsio.read_header(str(first))["EXPNUM"] == 1234

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,6 +303,19 @@ class Store:
             for i, n1, n2 in zip(table["ccd_id"], table["naxis1"], table["naxis2"], strict=True)
             if n1 is not None and n2 is not None
         }
+
+    def ccd_size_counts(self) -> Counter[tuple[int, int]]:
+        """(NAXIS1, NAXIS2) -> how many of the store's CCDs have that size (those recorded)."""
+        if "naxis1" not in self.ccd_columns():
+            return Counter()
+        sql = (
+            "SELECT naxis1, naxis2, count(*) AS n FROM ccds "
+            "WHERE naxis1 IS NOT NULL AND naxis2 IS NOT NULL GROUP BY naxis1, naxis2"
+        )
+        rows = self.query(sql).to_pydict()
+        return Counter(
+            {(n1, n2): n for n1, n2, n in zip(rows["naxis1"], rows["naxis2"], rows["n"], strict=True)}
+        )
 
     def transaction(self):
         self._require_writable()

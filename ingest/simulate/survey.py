@@ -109,8 +109,11 @@ class SimulationResult:
 
     def describe(self) -> str:
         bad = sum(1 for e in self.exposures if e.category)
+        expnums = [e.expnum for e in self.exposures]
+        numbers = f", EXPNUM {min(expnums)}-{max(expnums)}" if expnums else ""
         return (
-            f"{len(self.exposures)} exposures ({bad} bad) in {self.out_dir}; truth: {self.truth.bad_expid}, "
+            f"{len(self.exposures)} exposures{numbers} ({bad} bad) in {self.out_dir}; "
+            f"truth: {self.truth.bad_expid}, "
             f"{self.truth.delve_dir}, {self.truth.truth_csv}"
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,16 @@ def format_classification(result: ExposureResult, max_neighbours: int = 3) -> st
     for failure in result.failures:
         where = f"HDU {failure['hdu']}" if failure["hdu"] else failure["path"]
         lines.append(f"  !{where}: not classified ({failure['reason']})")
-    lines += [f"  warning: {warning}" for warning in result.warnings]
+    lines += warning_lines(result.warnings)
     return "\n".join(lines)
+
+
+def warning_lines(warnings: list[str], width: int = 110) -> list[str]:
+    """Each warning as an indented paragraph under ``warning:``, so a terminal or a log shows it whole."""
+    return [
+        textwrap.fill(warning, width, initial_indent="  warning: ", subsequent_indent=" " * 11)
+        for warning in warnings
+    ]
 
 
 def format_classifications(results: list[ExposureResult], pictures: list[Path] = ()) -> str:
@@ -65,6 +74,7 @@ def format_similar(found, gallery: Path | None = None) -> str:
         f"look-alikes of {query['expnum']}/{query['ccdname']}:",
         format_table(pa.table({c: [h[c] for h in found.hits] for c in columns})),
     ]
+    lines += warning_lines(found.warnings)
     if gallery is not None:
         lines.append(f"gallery: {gallery}")
     return "\n".join(lines)

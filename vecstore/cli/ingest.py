@@ -19,6 +19,11 @@ from vecstore.cli.options import (
 )
 from vecstore.errors import BadInputError, VecError
 
+# `vec demo` numbers its exposures from 900000 (the simulator's default); `vec simulate` starts above them,
+# so a file simulated to try `vec classify FILE` on the demo store is a new exposure there. With the same
+# number, the stored CCDs of that number would be left out as its own exposure (no self-votes).
+SIMULATE_FIRST_EXPNUM = 950000
+
 
 @app.command()
 def ingest(
@@ -147,6 +152,14 @@ def simulate(
         0.4, "--bad-fraction", min=0.0, max=1.0, help="Share of exposures with an artifact."
     ),
     seed: int = seed_option(),
+    first_expnum: int = typer.Option(
+        SIMULATE_FIRST_EXPNUM,
+        "--first-expnum",
+        min=1,
+        max=2**31 - 1,
+        help="EXPNUM of the first exposure. The default leaves room below it for the demo store's "
+        "(900000 on), so files simulated with it are new exposures to the demo's model, not its own.",
+    ),
 ) -> None:
     """Write simulated DECam CP exposures (fpacked MEF) with known artifacts and their truth lists."""
     from ingest.simulate.survey import simulate_survey
@@ -159,6 +172,7 @@ def simulate(
             bad_fraction=bad_fraction,
             seed=seed,
             ccdnames=ccds.split(",") if ccds else None,
+            first_expnum=first_expnum,
             progress=bar.update,
         )
     typer.echo(result.describe())

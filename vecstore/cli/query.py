@@ -196,7 +196,9 @@ def similar(
         if html is not None:
             similar_gallery(found.query, found.hits, html, query_pixels=found.pixels)
     if as_json:
-        echo_json({"query": found.query, "space": found.space, "neighbours": found.hits})
+        echo_json(
+            {"query": found.query, "space": found.space, "neighbours": found.hits, "warnings": found.warnings}
+        )
     else:
         typer.echo(format_similar(found, html))
         typer.echo(found.describe_space())

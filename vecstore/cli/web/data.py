@@ -505,7 +505,7 @@ def ccd_verdict(result: ExposureResult | None, ccdname: str) -> dict | None:
 
 def similar_data(store: Store, model: Model | None, ccd: str, k: int, where_text: str | None) -> dict:
     """``vec similar EXPNUM/CCDNAME -k K`` with the page's filter (compiled to a parameterised condition)."""
-    where, params = compile_filter(where_text)
+    where, params = compile_filter(where_text, store.ccd_columns())
     if model is None:
         return {"query": ccd, "k": k, "where": where_text or "", "hits": [], "space": None}
     found = find_similar(store, model, ccd, k, where=where, where_params=params)

@@ -16,6 +16,7 @@ SQL from that list; every VALUE becomes a parameter. Examples: ``filter = 'r'``,
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from vecstore.errors import BadInputError
 from vecstore.store import CCD_COLUMNS
@@ -52,9 +53,10 @@ _HELP = (
 )
 
 
-def compile_filter(text: str | None) -> tuple[str | None, list]:
+def compile_filter(text: str | None, available: Collection[str] | None = None) -> tuple[str | None, list]:
     """``(sql, params)`` for ``text`` (None, None-like or blank: no filter). BadInputError says what is
-    wrong and what is accepted."""
+    wrong and what is accepted. ``available``: the columns this store's catalog has (one made before a
+    column existed lacks it, and a read-only open does not add it), None for all of :data:`COLUMNS`."""
     if text is None or not text.strip():
         return None, []
     if len(text) > MAX_LENGTH:
@@ -93,6 +95,12 @@ def compile_filter(text: str | None) -> tuple[str | None, list]:
         column = take("word").lower()
         if column not in COLUMNS:
             raise BadInputError(f"filter: unknown column {column!r}; columns: {', '.join(COLUMNS)}")
+        if available is not None and column not in available:
+            raise BadInputError(
+                f"filter: this store's catalog has no column {column!r} (it was made before vec recorded "
+                "it; a command that writes to the store, such as `vec ingest`, adds it, empty for the CCDs "
+                "already there)"
+            )
         negate = ""
         if peek_word("NOT"):
             take()
