@@ -49,6 +49,7 @@ class Rule:
     # calibrated: one CCD whose CCD-level classes reach this probability makes the exposure bad (None = off)
     local_threshold: float | None = None
     local_classes: tuple[str, ...] = ()
+    spaces: tuple[str, ...] = ()  # calibrated: the post-processors whose votes are averaged (two or none)
 
     @classmethod
     def of(cls, model: Model, cfg: ClassifyConfig) -> Rule:
@@ -62,6 +63,7 @@ class Rule:
             unknown_distance=model.settings.get("unknown_distance"),
             local_threshold=None if local is None or local > 1 else float(local),
             local_classes=tuple(model.settings.get("local_classes", ())),
+            spaces=tuple(model.settings.get("vote_spaces", ())),
         )
 
     def describe(self) -> str:
@@ -74,6 +76,7 @@ class Rule:
             f"calibrated rule: CCD flagged at p_bad >= {self.threshold:g}, exposure bad when >= "
             f"{self.fraction:.0%} of its CCDs (and at least 1) are flagged"
             + single_ccd_clause(self.local_classes, self.local_threshold)
+            + (f"; p: the mean vote of the {' and '.join(self.spaces)} spaces" if self.spaces else "")
         )
 
     @property
@@ -91,6 +94,7 @@ class Rule:
             "local_threshold": self.local_threshold if self.single_ccd else None,
             "local_classes": list(self.local_classes) if self.single_ccd else [],
             "unknown_distance": self.unknown_distance,
+            "spaces": list(self.spaces),
         }
 
 
@@ -186,17 +190,23 @@ def classify_vectors(
     """Raw embeddings (n, dim) of CCDs of exposures ``expnums`` (n,) -> per-CCD verdicts, probabilities
     and the neighbour table. With ``expnums``, reference CCDs of the query's own exposure never vote."""
     ref_ids, ref_labels = model.reference_labels()
-    neighbours = find_neighbours(
-        model.reference_searcher(),
-        model.postprocessor.transform(raw_vectors),
-        cfg.k,
-        ref_ids,
-        ref_labels,
-        reference_expnums=expnum_of(ref_ids),
-        query_expnums=expnums,
-        device=cfg.knn_device,
-    )
-    probs = class_probabilities(neighbours.labels, len(model.classes), model.class_weights)
+    spaces = [(model.postprocessor, model.reference_searcher()), *model.more_spaces()]
+    votes, found_in = [], []
+    for processor, searcher in spaces:
+        found = find_neighbours(
+            searcher,
+            processor.transform(raw_vectors),
+            cfg.k,
+            ref_ids,
+            ref_labels,
+            reference_expnums=expnum_of(ref_ids),
+            query_expnums=expnums,
+            device=cfg.knn_device,
+        )
+        votes.append(class_probabilities(found.labels, len(model.classes), model.class_weights))
+        found_in.append(found)
+    neighbours = found_in[0]  # the voters shown, and the unknown distance: the model's own space
+    probs = votes[0] if len(votes) == 1 else np.mean(votes, axis=0)
     rule = Rule.of(model, cfg)
     if rule.name == "paper":
         return ccd_verdicts(probs, model.classes, rule.prob_cut), probs, neighbours

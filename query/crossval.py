@@ -2,8 +2,9 @@
 
 Folds are drawn over exposures, separately for bad and good ones (so each fold holds both), seeded.
 Each fold: the reference set is the other folds' labelled bad CCDs plus good CCDs drawn from the other
-folds' good exposures; the post-processor is fitted on it; every held-out exposure is classified as
-``vec classify`` would (its CCDs drawn with the same seed, k L1 neighbours, uniform votes) and keeps the
+folds' good exposures; the post-processor (one per space of a two-space vote) is fitted on it; every
+held-out exposure is classified as ``vec classify`` would (its CCDs drawn with the same seed, k L1
+neighbours in each space, uniform votes averaged over the spaces) and keeps the
 ``p_bad`` of each CCD (and its probability of the CCD-level classes, :func:`ccd_level_categories`). The
 grid search (:mod:`query.calibrate`) then runs on all folds' exposures at once.
 """
@@ -21,7 +22,7 @@ from query.knn import class_probabilities, find_neighbours
 from query.vote import p_bad_of, p_local_of
 from vecstore.errors import TrainingError
 from vecstore.exact_l1 import ExactL1Index, ExactL1Searcher
-from vecstore.postprocess import fit_postprocessor
+from vecstore.postprocess import fit_postprocessor, view_methods
 from vecstore.vocabulary import CATEGORIES, GOOD, expnum_of
 
 
@@ -110,29 +111,30 @@ def _fold_p_bad(
     pool, ref_ids, ref_labels, queries: list[int], k: int, fit, device: str = "cpu", local_classes=()
 ) -> tuple[dict, dict, np.ndarray]:
     """Each held-out exposure's CCD ``p_bad`` and CCD-level probability, and every held-out CCD's k-th
-    neighbour distance."""
-    processor = fit(pool.vectors(ref_ids))
+    neighbour distance (in the first space). ``fit`` gives one post-processor per space; the class
+    probabilities are the mean of the spaces' votes, as ``vec classify`` takes them."""
+    processors = fit(pool.vectors(ref_ids))
     classes, codes = class_codes(ref_labels)
-    searcher = ExactL1Searcher(ExactL1Index.build(processor.transform(pool.vectors(ref_ids))), ref_ids)
     query_ids = np.sort(np.concatenate([pool.members[e] for e in queries]))
-    neighbours = find_neighbours(
-        searcher,
-        processor.transform(pool.vectors(query_ids)),
-        k,
-        ref_ids,
-        codes,
-        reference_expnums=expnum_of(ref_ids),
-        query_expnums=expnum_of(query_ids),
-        device=device,
-    )
-    probs = class_probabilities(neighbours.labels, len(classes))
+    votes, kth = [], None
+    for processor in processors:
+        searcher = ExactL1Searcher(ExactL1Index.build(processor.transform(pool.vectors(ref_ids))), ref_ids)
+        neighbours = find_neighbours(
+            searcher,
+            processor.transform(pool.vectors(query_ids)),
+            k,
+            ref_ids,
+            codes,
+            reference_expnums=expnum_of(ref_ids),
+            query_expnums=expnum_of(query_ids),
+            device=device,
+        )
+        votes.append(class_probabilities(neighbours.labels, len(classes)))
+        kth = neighbours.distances[:, -1] if kth is None else kth
+    probs = np.mean(votes, axis=0)
     p_bad, p_local = p_bad_of(probs, classes), p_local_of(probs, classes, local_classes)
     of = expnum_of(query_ids)
-    return (
-        {e: p_bad[of == e] for e in queries},
-        {e: p_local[of == e] for e in queries},
-        neighbours.distances[:, -1],
-    )
+    return {e: p_bad[of == e] for e in queries}, {e: p_local[of == e] for e in queries}, kth
 
 
 def cross_validate(pool: LabelledPool, train_cfg, classify_cfg, fit, seed: int) -> CrossValidation:
@@ -192,17 +194,21 @@ def cross_validate(pool: LabelledPool, train_cfg, classify_cfg, fit, seed: int) 
     )
 
 
-def make_fitter(postprocess_cfg, method, blocks, magnitude_pairs=None) -> Callable[[np.ndarray], object]:
-    """The post-processor fit used for every fold and for the deployed model."""
+def make_fitter(postprocess_cfg, method, blocks, magnitude_pairs=None) -> Callable[[np.ndarray], tuple]:
+    """The post-processors (one per space, :func:`vecstore.postprocess.view_methods`) fitted for every
+    fold and for the deployed model."""
 
-    def fit(vectors: np.ndarray):
-        return fit_postprocessor(
-            vectors,
-            postprocess_cfg.n_components,
-            postprocess_cfg.variance_threshold,
-            blocks=blocks,
-            method=method,
-            magnitude_pairs=magnitude_pairs,
+    def fit(vectors: np.ndarray) -> tuple:
+        return tuple(
+            fit_postprocessor(
+                vectors,
+                postprocess_cfg.n_components,
+                postprocess_cfg.variance_threshold,
+                blocks=blocks,
+                method=view,
+                magnitude_pairs=magnitude_pairs,
+            )
+            for view in view_methods(method)
         )
 
     return fit

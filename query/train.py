@@ -38,7 +38,7 @@ from query.vote import RULES, single_ccd_clause
 from vecstore.config import Config
 from vecstore.errors import TrainingError
 from vecstore.models import ReferenceSet, write_model
-from vecstore.postprocess import candidate_methods, fit_postprocessor, orientation_pairs
+from vecstore.postprocess import candidate_methods, fit_postprocessor, orientation_pairs, view_methods
 from vecstore.provenance import VectorLayout
 from vecstore.store import Store
 from vecstore.vocabulary import CATEGORIES, GOOD, expnum_of
@@ -270,7 +270,7 @@ def _train_calibrated(store: Store, config: Config, good_from: str) -> TrainResu
     ref_ids, ref_labels = reference_set(
         pool, set(pool.bad_expnums()), sorted(pool.good), config.train.good_per_bad, rng
     )
-    processor = fit(pool.vectors(ref_ids))
+    processors = fit(pool.vectors(ref_ids))  # one per space the model votes in, its own first
     notes = _common_notes(store) + _good_notes(store, ref_ids, ref_labels, good_from)
     training = TrainingSet(
         train_ids=ref_ids,
@@ -291,11 +291,14 @@ def _train_calibrated(store: Store, config: Config, good_from: str) -> TrainResu
         "unknown_quantile": config.train.unknown_quantile,
         "cv": cv.summary(),
         "postprocess_method": method if isinstance(method, str) else list(method),
-        "postprocess_steps": list(processor.steps),
+        "postprocess_steps": list(processors[0].steps),
         "postprocess_cv": scores,
         "good_from": good_from,
     }
-    return _save(store, config, training, processor, settings, {}, layout.block_list)
+    if len(processors) > 1:
+        settings["vote_spaces"] = list(view_methods(method))
+        settings["vote_space_steps"] = [list(p.steps) for p in processors]
+    return _save(store, config, training, processors[0], settings, {}, layout.block_list, processors[1:])
 
 
 def _cross_validated_postprocessor(layout: VectorLayout, config: Config, pool: LabelledPool):
@@ -331,9 +334,12 @@ def _good_notes(store: Store, ref_ids, ref_labels, good_from: str) -> list[str]:
     return [note]
 
 
-def _save(store, config, training: TrainingSet, processor, extra: dict, weights: dict, blocks) -> TrainResult:
+def _save(
+    store, config, training: TrainingSet, processor, extra: dict, weights: dict, blocks, more_spaces=()
+) -> TrainResult:
     """Write the model version and its catalog rows; shared by both rules. ``blocks``: the vectors'
-    blocks (:class:`VectorLayout`), recorded in the settings."""
+    blocks (:class:`VectorLayout`), recorded in the settings; ``more_spaces``: the post-processors of the
+    other spaces a two-space vote uses."""
     classes, class_weights = class_table(training.train_labels, weights)
     code = {c: i for i, c in enumerate(classes)}
     order = np.argsort(training.train_ids)
@@ -369,6 +375,7 @@ def _save(store, config, training: TrainingSet, processor, extra: dict, weights:
         reference_spec=config.index.reference,
         corpus_spec=config.index.corpus,
         ef_construction=config.index.hnsw_ef_construction,
+        more_spaces=tuple(more_spaces),
     )
     _record_model(store, version, training, settings, dict(zip(classes, class_weights, strict=True)))
     return TrainResult(version, training, classes, class_weights, settings)
@@ -461,7 +468,11 @@ def describe_training(result: TrainResult) -> str:
             f"CCDs are flagged{alone} -> accuracy {cv['accuracy']:.3f}, bad precision {cv['precision']:.3f}, "
             f"recall {cv['recall']:.3f}"
         )
-        lines.append(f"  post-processor: {' -> '.join(s['postprocess_steps'])}")
+        if s.get("vote_space_steps"):
+            spaces = "; ".join(" -> ".join(steps) for steps in s["vote_space_steps"])
+            lines.append(f"  votes averaged over {len(s['vote_space_steps'])} spaces: {spaces}")
+        else:
+            lines.append(f"  post-processor: {' -> '.join(s['postprocess_steps'])}")
         if len(s.get("postprocess_cv", {})) > 1:
             lines.append(
                 f"  chosen by cross-validation ({s['objective']}): {scores_line(s['postprocess_cv'])}"

@@ -101,13 +101,21 @@ def test_auto_is_robust_scaling_for_qa_quantile_in_a_hybrid_and_the_paper_pipeli
         resolve_methods("pca", "qa", None)
 
 
-def test_auto_lets_cross_validation_choose_between_the_heavy_tail_scalers_only_for_qa():
+def test_auto_votes_in_both_heavy_tail_spaces_only_for_qa():
     from vecstore.postprocess import candidate_methods
 
-    assert candidate_methods("auto", "qa", None) == ["robust", "quantile"]
+    assert candidate_methods("auto", "qa", None) == ["robust+quantile"]  # the two-space vote
     assert candidate_methods("robust", "qa", None) == ["robust"]  # an explicit method is not second-guessed
     assert candidate_methods("auto", "dinov2", None) == ["paper"]
     assert candidate_methods("auto", "dinov2+qa", [("dinov2", 768), ("qa", 27)]) == [("paper", "quantile")]
+
+
+def test_a_two_space_vote_fits_robust_then_quantile_and_anything_else_one_space():
+    from vecstore.postprocess import view_methods
+
+    assert view_methods("robust+quantile") == ("robust", "quantile")  # the model's own space first
+    assert view_methods("robust") == ("robust",)
+    assert view_methods(("paper", "quantile")) == (("paper", "quantile"),)  # per block: one space
 
 
 def test_robust_scaling_keeps_how_far_an_outlier_lies():

@@ -123,35 +123,39 @@ def test_training_pairs_the_stores_named_ellipticity_components(tmp_path, orient
     assert np.allclose(projected[0], projected[1]) == paired
 
 
-def test_auto_deploys_the_post_processor_that_cross_validates_best(tmp_path, monkeypatch):
-    """``auto`` on a qa store cross-validates robust and quantile on the same folds and keeps the better;
-    the scores are recorded and printed. A cross-validation that favours quantile must deploy quantile."""
-    import query.train as train_module
+def test_auto_on_a_qa_store_votes_in_the_robust_and_the_quantile_space(tmp_path):
+    """``auto`` on a qa store deploys the two-space vote: the model keeps both post-processors, and a
+    CCD's probabilities are the mean of its k-neighbour votes in each space (the neighbours shown are the
+    first space's)."""
+    from query.classify import Rule, classify_vectors
+    from query.knn import class_probabilities, find_neighbours
     from query.train import describe_training
     from tests.querydata import DIM
 
-    real = train_module.cross_validate
-    seen = []
-
-    def favour_quantile(pool, train_cfg, classify_cfg, fit, seed):
-        cv = real(pool, train_cfg, classify_cfg, fit, seed)
-        steps = " ".join(fit(pool.vectors(np.sort(np.fromiter(pool.bad, np.int64)))).steps)
-        method = "QuantileTransformer" if "QuantileTransformer" in steps else "RobustScaler"
-        seen.append(method if method in steps else steps)
-        bonus = 0.5 if method == "QuantileTransformer" else 0.0
-        return replace(cv, chosen={**cv.chosen, "score": cv.chosen["score"] - 0.5 + bonus})
-
-    monkeypatch.setattr(train_module, "cross_validate", favour_quantile)
     names = tuple(f"stat_{i}" for i in range(DIM))
     store, _ = make_store(tmp_path / "s", feature_names=names, embedder="qa")
     with store:
         result = train(store, Config())
-    assert seen == ["RobustScaler", "QuantileTransformer"]  # both, best guess first
-    assert result.settings["postprocess_method"] == "quantile"
-    assert set(result.settings["postprocess_cv"]) == {"robust", "quantile"}
-    assert result.settings["postprocess_cv"]["quantile"] > result.settings["postprocess_cv"]["robust"]
-    assert any("QuantileTransformer" in step for step in result.settings["postprocess_steps"])
-    assert "chosen by cross-validation (accuracy): robust" in describe_training(result)
+        model = Model(store, result.version)
+        _, stored = store.load_embeddings(store.query("SELECT ccd_id FROM ccds").column("ccd_id").to_numpy())
+        # Halfway between two stored CCDs: where the two spaces' neighbours can differ.
+        raw = (stored + stored[np.random.default_rng(0).permutation(len(stored))]) / 2
+        cfg = Config().classify
+        _, probs, shown = classify_vectors(store, model, raw, cfg)
+        ref_ids, ref_labels = model.reference_labels()
+        spaces = [(model.postprocessor, model.reference_searcher()), *model.more_spaces()]
+        found = [find_neighbours(s, p.transform(raw), cfg.k, ref_ids, ref_labels) for p, s in spaces]
+        votes = [class_probabilities(f.labels, len(model.classes)) for f in found]
+        rule = Rule.of(model, cfg)
+    assert result.settings["postprocess_method"] == "robust+quantile"
+    assert result.settings["vote_spaces"] == ["robust", "quantile"] and len(spaces) == 2
+    assert any("RobustScaler" in step for step in result.settings["postprocess_steps"])  # its own space
+    assert any("QuantileTransformer" in step for step in result.settings["vote_space_steps"][1])
+    assert not np.allclose(votes[0], votes[1])  # the spaces disagree somewhere, so the mean is tested
+    assert np.allclose(probs, (votes[0] + votes[1]) / 2)
+    assert np.array_equal(shown.ids, found[0].ids)
+    assert rule.spaces == ("robust", "quantile") and "robust and quantile spaces" in rule.describe()
+    assert "votes averaged over 2 spaces" in describe_training(result)
 
 
 def test_an_explicit_post_processor_is_cross_validated_alone(tmp_path):

@@ -148,9 +148,9 @@ class IngestConfig(Section):
 @dataclass(frozen=True)
 class PostprocessConfig(Section):
     NAME = "postprocess"
-    # auto: qa statistics robust or quantile, whichever cross-validates better (robust without labels);
+    # auto: qa statistics voted on in both the robust and the quantile space (robust alone without labels);
     # quantile for a hybrid's qa block; else paper (vecstore.postprocess)
-    method: str = knob("auto", choices=("auto", "paper", "quantile", "robust"))
+    method: str = knob("auto", choices=("auto", "paper", "quantile", "robust", "robust+quantile"))
     # magnitude: named (NAME_e1, NAME_e2) ellipticity pairs enter robust/quantile distances as hypot(e1, e2)
     orientation: str = knob("magnitude", choices=("magnitude", "components"))
     n_components: int = knob(15, low=1)

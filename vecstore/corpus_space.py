@@ -33,7 +33,13 @@ from vecstore import index as vindex
 from vecstore.config import Config
 from vecstore.errors import TrainingError
 from vecstore.models import CORPUS_INDEX, SETTINGS, UNLABELLED_SPACE, Model, add_missing_ccds, current_version
-from vecstore.postprocess import PostProcessor, fit_postprocessor, orientation_pairs, resolve_methods
+from vecstore.postprocess import (
+    PostProcessor,
+    fit_postprocessor,
+    orientation_pairs,
+    resolve_methods,
+    view_methods,
+)
 from vecstore.provenance import VectorLayout
 from vecstore.store import Store
 
@@ -99,7 +105,8 @@ def build_label_free_space(store: Store, config: Config) -> LabelFreeSpace:
     fit_ids = sample_ids(ids, config.similar.corpus_sample, config.similar.seed)
     _, vectors = store.load_embeddings(fit_ids)
     layout = VectorLayout.of(store.provenance())
-    method = resolve_methods(config.postprocess.method, layout.embedder, layout.blocks)
+    # One space: a two-space vote (robust+quantile) searches look-alikes in its first, as a model does.
+    method = view_methods(resolve_methods(config.postprocess.method, layout.embedder, layout.blocks))[0]
     n_components = min(config.postprocess.n_components, max(1, len(vectors) - 1), vectors.shape[1])
     pairs = orientation_pairs(layout.feature_names, config.postprocess.orientation)
     processor = fit_postprocessor(

@@ -31,6 +31,9 @@ CORPUS_INDEX = "corpus.faiss"
 REFERENCE_LABELS = "reference_labels.npz"
 REFERENCE_EXACT = "reference_exact.npz"  # vec's exact L1 index over the same vectors (Flat specs)
 SETTINGS = "model.json"
+# A model voting in more than one space keeps each further space's post-processor and the reference
+# CCDs' exact L1 index in it under space-N/ (N = 1, 2, ...; the model's own space is the version's root).
+SPACE_DIR = "space-{}"
 # The label-free corpus space `vec similar` searches before any model (vecstore/corpus_space.py): it lives
 # beside the versions, and is not one of them.
 UNLABELLED_SPACE = "unlabelled"
@@ -85,8 +88,10 @@ def write_model(
     reference_spec: str,
     corpus_spec: str,
     ef_construction: int,
+    more_spaces: tuple[PostProcessor, ...] = (),
 ) -> str:
-    """Build both indexes from the store's embeddings, write a new version and make it CURRENT."""
+    """Build both indexes from the store's embeddings, write a new version and make it CURRENT.
+    ``more_spaces``: post-processors of further spaces the reference CCDs vote in (exact L1 each)."""
     version = next_version(store)
     root = store.models_dir()
     tmp = root / f".tmp-{version}"
@@ -99,6 +104,9 @@ def write_model(
     if reference_spec.strip().lower() == "flat":
         ExactL1Index.build(projected).save(tmp / REFERENCE_EXACT)
     np.savez(tmp / REFERENCE_LABELS, ids=reference.ids, labels=reference.labels)
+    for n, space in enumerate(more_spaces, start=1):
+        space.save(tmp / SPACE_DIR.format(n))
+        ExactL1Index.build(space.transform(ref_vectors)).save(tmp / SPACE_DIR.format(n) / REFERENCE_EXACT)
     vindex.save_index(
         build_corpus_index(store, postprocessor, corpus_spec, ef_construction), tmp / CORPUS_INDEX
     )
@@ -158,6 +166,7 @@ class Model:
         self._exact = None
         self._corpus = None
         self._reference_sizes: Counter[tuple[int, int]] | None = None
+        self._more_spaces: list[tuple[PostProcessor, ExactL1Searcher]] | None = None
 
     @classmethod
     def current(cls, store: Store) -> Model:
@@ -221,6 +230,18 @@ class Model:
                 exact = ExactL1Index.build(vectors)
             self._exact = ExactL1Searcher(exact, ids)
         return self._exact
+
+    def more_spaces(self) -> list[tuple[PostProcessor, ExactL1Searcher]]:
+        """(post-processor, reference searcher) of each further space the model votes in (none for a
+        model of one space), loaded once."""
+        if self._more_spaces is None:
+            ids = self.reference_labels()[0]
+            self._more_spaces = []
+            for n in range(1, len(self.settings.get("vote_spaces", ()))):
+                directory = self.dir / SPACE_DIR.format(n)
+                searcher = ExactL1Searcher(ExactL1Index.load(directory / REFERENCE_EXACT), ids)
+                self._more_spaces.append((PostProcessor.load(directory), searcher))
+        return self._more_spaces
 
     def reference_labels(self) -> tuple[np.ndarray, np.ndarray]:
         with np.load(self.dir / REFERENCE_LABELS, allow_pickle=False) as arrays:

@@ -1,8 +1,7 @@
 """The post-processor: raw embeddings -> the vectors the L1 indexes hold, as plain arrays.
 
 Methods (``postprocess.method``; ``auto`` picks per embedder, see :func:`resolve_methods`, and for a
-``qa`` store's trained model lets cross-validation choose between robust and quantile, see
-:func:`candidate_methods`):
+``qa`` store's trained model votes in two spaces, see :func:`candidate_methods`):
 
 - ``paper``: MinMaxScaler -> PCA(15) -> VarianceThreshold(0.001), the paper's HPO choice, for DINOv2.
 - ``robust``: (x - median) / IQR per feature (scikit-learn's RobustScaler), no PCA: for the ``qa``
@@ -13,13 +12,13 @@ Methods (``postprocess.method``; ``auto`` picks per embedder, see :func:`resolve
   uniform output), no PCA: every statistic bounded to [0, 1] and weighed alike in L1, so a dead
   amplifier and a barely unusual CCD land equally far from the good ones. Used for the ``qa`` block of a
   hybrid, whose blocks are balanced by total variance, which heavy tails would distort.
-- ``auto`` on a ``qa`` store, training a model on labels: robust and quantile are both cross-validated on
-  the same folds and the better score is deployed. Measured on seven simulated surveys (README,
-  "Post-processor per embedder"): robust won the cross-validation on five, quantile on two, and on all
-  seven the winner also classified that survey's held-out and new exposures better (pooled); the
-  paper's pipeline never scored best. On an eighth, checked afterwards, quantile won the
-  cross-validation and robust classified 2 of 180 exposures more right.
-
+- ``robust+quantile`` (``auto`` on a ``qa`` store, training a model on labels): both are fitted, and a
+  CCD's class probabilities are the mean of its k-neighbour votes in the two spaces (:func:`view_methods`;
+  the first space is the model's own: its corpus index, the neighbours shown, the unknown distance). The
+  two scalers err on different CCDs (robust where one heavy statistic dominates L1, quantile where a
+  far outlier counts no more than a near one), and the averaged vote halved the false alarms of the
+  better-cross-validated single scaler on nine simulated surveys (README, "Post-processor per
+  embedder"). Before, ``auto`` deployed whichever of the two cross-validated better.
 Orientation (``postprocess.orientation``, ``magnitude`` by default, for ``robust`` and ``quantile``): a
 PSF ellipticity measured as two components (``psf_e1``, ``psf_e2``, any ``NAME_e1`` / ``NAME_e2`` pair
 of named features) enters the distance as its magnitude ``hypot(e1, e2)`` only. Its angle is the
@@ -48,7 +47,8 @@ import numpy as np
 from vecstore.errors import BadInputError, ConfigError, TrainingError
 
 FORMAT_VERSION = 1
-METHODS = ("paper", "quantile", "robust")
+BOTH_SCALERS = "robust+quantile"  # a vote in two spaces: view_methods
+METHODS = ("paper", "quantile", "robust", BOTH_SCALERS)
 ORIENTATIONS = ("magnitude", "components")
 N_QUANTILES = 1000  # scikit-learn's default; fewer when fitted on fewer CCDs
 
@@ -290,14 +290,20 @@ def pair_magnitudes(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 def candidate_methods(
     configured: str, embedder: str, blocks: list[tuple[str, int]] | None
 ) -> list[str | tuple[str, ...]]:
-    """The methods cross-validation chooses between when a model is trained on labels, best guess first.
+    """The methods cross-validation scores when a model is trained on labels, best guess first (ties go
+    to the first).
 
-    For ``auto`` on a ``qa`` store both heavy-tail scalers, robust and quantile: which suits a survey's
-    statistics depends on how far its artifacts lie from its good CCDs, and its labels can tell (module
-    docstring). Otherwise the one :func:`resolve_methods` gives.
+    For ``auto`` on a ``qa`` store the vote of both heavy-tail scalers (module docstring). Otherwise the
+    one :func:`resolve_methods` gives.
     """
     first = resolve_methods(configured, embedder, blocks)
-    return [first, "quantile"] if configured == "auto" and first == "robust" else [first]
+    return [BOTH_SCALERS] if configured == "auto" and first == "robust" else [first]
+
+
+def view_methods(method: str | tuple[str, ...]) -> tuple[str | tuple[str, ...], ...]:
+    """The post-processors a trained model votes with, its own space first: two for ``robust+quantile``,
+    else ``method`` alone (a per-block tuple is one space)."""
+    return ("robust", "quantile") if method == BOTH_SCALERS else (method,)
 
 
 def quantile_transform(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
