@@ -146,7 +146,9 @@ def method_rows(store: Store, demo, new_sim, config: Config) -> list[dict]:
     return rows
 
 
-def run_setting(setting: Setting, root: Path, config: Config) -> dict:
+def demo_and_new_files(setting: Setting, root: Path, config: Config):
+    """The demo protocol on a fresh store under ``root``, and ``setting.new_files`` exposures simulated
+    with another seed on the next CCDs of the focal plane: (store path, demo, new simulation)."""
     store_path = root / "store"
     log(f"{setting.name}: demo protocol")
     demo = run_demo(store_path, dataclasses.replace(setting.options, fresh=True), config, echo=lambda _: None)
@@ -163,6 +165,23 @@ def run_setting(setting: Setting, root: Path, config: Config) -> dict:
         bad_fraction=setting.options.bad_fraction,
         first_expnum=990000,
     )
+    return store_path, demo, new_sim
+
+
+def run_each(name: str, args, each: list[Setting], run) -> tuple[Report, dict[str, dict]]:
+    """``run(setting, root, config)`` for every setting, each in its own temporary directory."""
+    config = Config()
+    report = Report(name, args, {"settings": [s.name for s in each]})
+    results = {}
+    for setting in each:
+        with tempfile.TemporaryDirectory(prefix=f"vec-{name}-") as tmp:
+            results[setting.name] = run(setting, Path(tmp), config)
+    report.raw["results"] = results
+    return report, results
+
+
+def run_setting(setting: Setting, root: Path, config: Config) -> dict:
+    store_path, demo, new_sim = demo_and_new_files(setting, root, config)
     with Store.open(store_path, writable=True, config=config) as store:
         held = {rule: held_out_scores(store, demo.truth, demo.held_out, demo.runs[rule]) for rule in RULES}
         new = new_file_scores(store, new_sim, config)
@@ -257,13 +276,7 @@ def method_table(results: dict[str, dict]) -> Table:
 
 def main(argv=None) -> None:
     args = parse_args(__doc__.splitlines()[0], argv)
-    config = Config()
-    report = Report("classify_bench", args, {"settings": [s.name for s in settings(args.quick)]})
-    results = {}
-    for setting in settings(args.quick):
-        with tempfile.TemporaryDirectory(prefix="vec-classify-bench-") as tmp:
-            results[setting.name] = run_setting(setting, Path(tmp), config)
-    report.raw["results"] = results
+    report, results = run_each("classify_bench", args, settings(args.quick), run_setting)
     report.tables += [quality_table(results), method_table(results)]
     report.finish()
 

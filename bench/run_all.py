@@ -23,6 +23,7 @@ BENCHMARKS = (
     "qa_bench",
     "embedder_bench",
     "classify_bench",
+    "space_vote_bench",
     "ccd_size_bench",
     "unknown_bench",
     "review_bench",

@@ -469,8 +469,9 @@ def describe_training(result: TrainResult) -> str:
             f"recall {cv['recall']:.3f}"
         )
         if s.get("vote_space_steps"):
-            spaces = "; ".join(" -> ".join(steps) for steps in s["vote_space_steps"])
-            lines.append(f"  votes averaged over {len(s['vote_space_steps'])} spaces: {spaces}")
+            lines.append(f"  votes averaged over {len(s['vote_space_steps'])} spaces:")
+            for name, steps in zip(s["vote_spaces"], s["vote_space_steps"], strict=True):
+                lines.append(f"    {name}: {' -> '.join(steps)}")
         else:
             lines.append(f"  post-processor: {' -> '.join(s['postprocess_steps'])}")
         if len(s.get("postprocess_cv", {})) > 1:

@@ -54,3 +54,14 @@ def test_classify_bench_interval_is_the_wilson_score_interval():
     assert (round(low, 3), round(high, 3)) == (0.490, 0.943)  # the textbook example
     assert wilson_interval(80, 80)[1] == 1.0 and wilson_interval(80, 80)[0] < 0.96  # not a zero width
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_space_vote_bench_counts_false_alarms_and_misses_from_the_scores():
+    sys.path.insert(0, str(ROOT))
+    from bench.classify_bench import scores
+    from bench.space_vote_bench import counts, scored
+
+    truth = ["good", "good", "good", "PSF", "Clouds_Transparency", "Noise", "Bad_CCD"]
+    # one false alarm (the second), two misses (Clouds_Transparency and Bad_CCD called good)
+    predicted = ["good", "PSF", "good", "PSF", "good", "Noise", "good"]
+    assert counts(scored(scores(truth, predicted), truth)) == {"right": 4, "false_alarms": 1, "misses": 2}

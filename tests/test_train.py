@@ -155,7 +155,24 @@ def test_auto_on_a_qa_store_votes_in_the_robust_and_the_quantile_space(tmp_path)
     assert np.allclose(probs, (votes[0] + votes[1]) / 2)
     assert np.array_equal(shown.ids, found[0].ids)
     assert rule.spaces == ("robust", "quantile") and "robust and quantile spaces" in rule.describe()
-    assert "votes averaged over 2 spaces" in describe_training(result)
+    described = describe_training(result)
+    assert "votes averaged over 2 spaces" in described
+    assert "robust: " in described and "quantile: " in described
+
+
+def test_a_two_space_model_missing_its_second_space_says_to_retrain(tmp_path):
+    import shutil
+
+    from tests.querydata import DIM
+    from vecstore.errors import InconsistentStoreError
+
+    names = tuple(f"stat_{i}" for i in range(DIM))
+    store, _ = make_store(tmp_path / "s", feature_names=names, embedder="qa")
+    with store:
+        result = train(store, Config())
+        shutil.rmtree(store.models_dir() / result.version / "space-1")
+        with pytest.raises(InconsistentStoreError, match=r"space-1 is missing.*vec train"):
+            Model(store, result.version).more_spaces()
 
 
 def test_an_explicit_post_processor_is_cross_validated_alone(tmp_path):

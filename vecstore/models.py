@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vecstore import index as vindex
-from vecstore.errors import NotFoundError, NotTrainedError
+from vecstore.errors import InconsistentStoreError, NotFoundError, NotTrainedError
 from vecstore.exact_l1 import ExactL1Index, ExactL1Searcher
 from vecstore.postprocess import PostProcessor
 from vecstore.store import Store
@@ -239,6 +239,11 @@ class Model:
             self._more_spaces = []
             for n in range(1, len(self.settings.get("vote_spaces", ()))):
                 directory = self.dir / SPACE_DIR.format(n)
+                if not (directory / REFERENCE_EXACT).exists():
+                    raise InconsistentStoreError(
+                        f"model {self.version} votes in {len(self.settings['vote_spaces'])} spaces but "
+                        f"{directory} is missing or incomplete; run `vec train` to write a new version"
+                    )
                 searcher = ExactL1Searcher(ExactL1Index.load(directory / REFERENCE_EXACT), ids)
                 self._more_spaces.append((PostProcessor.load(directory), searcher))
         return self._more_spaces
