@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from query.ccd_size import Size, size_warnings
-from query.knn import class_probabilities, find_neighbours
+from query.knn import vote_in_spaces
 from query.vote import (
     CCDVerdict,
     ExposureVerdict,
@@ -191,22 +191,18 @@ def classify_vectors(
     and the neighbour table. With ``expnums``, reference CCDs of the query's own exposure never vote."""
     ref_ids, ref_labels = model.reference_labels()
     spaces = [(model.postprocessor, model.reference_searcher()), *model.more_spaces()]
-    votes, found_in = [], []
-    for processor, searcher in spaces:
-        found = find_neighbours(
-            searcher,
-            processor.transform(raw_vectors),
-            cfg.k,
-            ref_ids,
-            ref_labels,
-            reference_expnums=expnum_of(ref_ids),
-            query_expnums=expnums,
-            device=cfg.knn_device,
-        )
-        votes.append(class_probabilities(found.labels, len(model.classes), model.class_weights))
-        found_in.append(found)
-    neighbours = found_in[0]  # the voters shown, and the unknown distance: the model's own space
-    probs = votes[0] if len(votes) == 1 else np.mean(votes, axis=0)
+    probs, neighbours = vote_in_spaces(
+        spaces,
+        raw_vectors,
+        cfg.k,
+        ref_ids,
+        ref_labels,
+        len(model.classes),
+        model.class_weights,
+        reference_expnums=expnum_of(ref_ids),
+        query_expnums=expnums,
+        device=cfg.knn_device,
+    )
     rule = Rule.of(model, cfg)
     if rule.name == "paper":
         return ccd_verdicts(probs, model.classes, rule.prob_cut), probs, neighbours

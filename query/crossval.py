@@ -18,7 +18,7 @@ import numpy as np
 
 from query.calibrate import GridScores, calibrate
 from query.good_set import draw_good
-from query.knn import class_probabilities, find_neighbours
+from query.knn import vote_in_spaces
 from query.vote import p_bad_of, p_local_of
 from vecstore.errors import TrainingError
 from vecstore.exact_l1 import ExactL1Index, ExactL1Searcher
@@ -113,28 +113,31 @@ def _fold_p_bad(
     """Each held-out exposure's CCD ``p_bad`` and CCD-level probability, and every held-out CCD's k-th
     neighbour distance (in the first space). ``fit`` gives one post-processor per space; the class
     probabilities are the mean of the spaces' votes, as ``vec classify`` takes them."""
-    processors = fit(pool.vectors(ref_ids))
+    ref_vectors = pool.vectors(ref_ids)
+    spaces = [
+        (processor, ExactL1Searcher(ExactL1Index.build(processor.transform(ref_vectors)), ref_ids))
+        for processor in fit(ref_vectors)
+    ]
     classes, codes = class_codes(ref_labels)
     query_ids = np.sort(np.concatenate([pool.members[e] for e in queries]))
-    votes, kth = [], None
-    for processor in processors:
-        searcher = ExactL1Searcher(ExactL1Index.build(processor.transform(pool.vectors(ref_ids))), ref_ids)
-        neighbours = find_neighbours(
-            searcher,
-            processor.transform(pool.vectors(query_ids)),
-            k,
-            ref_ids,
-            codes,
-            reference_expnums=expnum_of(ref_ids),
-            query_expnums=expnum_of(query_ids),
-            device=device,
-        )
-        votes.append(class_probabilities(neighbours.labels, len(classes)))
-        kth = neighbours.distances[:, -1] if kth is None else kth
-    probs = np.mean(votes, axis=0)
+    probs, neighbours = vote_in_spaces(
+        spaces,
+        pool.vectors(query_ids),
+        k,
+        ref_ids,
+        codes,
+        len(classes),
+        reference_expnums=expnum_of(ref_ids),
+        query_expnums=expnum_of(query_ids),
+        device=device,
+    )
     p_bad, p_local = p_bad_of(probs, classes), p_local_of(probs, classes, local_classes)
     of = expnum_of(query_ids)
-    return {e: p_bad[of == e] for e in queries}, {e: p_local[of == e] for e in queries}, kth
+    return (
+        {e: p_bad[of == e] for e in queries},
+        {e: p_local[of == e] for e in queries},
+        neighbours.distances[:, -1],
+    )
 
 
 def cross_validate(pool: LabelledPool, train_cfg, classify_cfg, fit, seed: int) -> CrossValidation:

@@ -87,6 +87,39 @@ def find_neighbours(
     return Neighbours(ids=ids, distances=distances, labels=reference_labels[positions])
 
 
+def vote_in_spaces(
+    spaces,
+    raw_queries: np.ndarray,
+    k: int,
+    reference_ids: np.ndarray,
+    reference_labels: np.ndarray,
+    n_classes: int,
+    class_weights: np.ndarray | None = None,
+    *,
+    reference_expnums: np.ndarray | None = None,
+    query_expnums: np.ndarray | None = None,
+    device: str = "cpu",
+) -> tuple[np.ndarray, Neighbours]:
+    """Class probabilities (n, n_classes) of raw query vectors, the mean of their k-neighbour votes in each
+    space of ``spaces`` ((post-processor, reference searcher) pairs, the model's own first), and the
+    neighbours found in that first space: those ``vec classify`` shows and the unknown distance uses."""
+    votes, first = [], None
+    for processor, searcher in spaces:
+        found = find_neighbours(
+            searcher,
+            processor.transform(raw_queries),
+            k,
+            reference_ids,
+            reference_labels,
+            reference_expnums=reference_expnums,
+            query_expnums=query_expnums,
+            device=device,
+        )
+        votes.append(class_probabilities(found.labels, n_classes, class_weights))
+        first = found if first is None else first
+    return (votes[0] if len(votes) == 1 else np.mean(votes, axis=0)), first
+
+
 def cuda_available() -> bool:
     """Whether torch sees a CUDA (or ROCm) device; False without importing torch where no driver is."""
     if "torch" not in sys.modules and sys.platform == "linux":

@@ -105,8 +105,9 @@ def write_model(
         ExactL1Index.build(projected).save(tmp / REFERENCE_EXACT)
     np.savez(tmp / REFERENCE_LABELS, ids=reference.ids, labels=reference.labels)
     for n, space in enumerate(more_spaces, start=1):
-        space.save(tmp / SPACE_DIR.format(n))
-        ExactL1Index.build(space.transform(ref_vectors)).save(tmp / SPACE_DIR.format(n) / REFERENCE_EXACT)
+        directory = tmp / SPACE_DIR.format(n)
+        space.save(directory)
+        ExactL1Index.build(space.transform(ref_vectors)).save(directory / REFERENCE_EXACT)
     vindex.save_index(
         build_corpus_index(store, postprocessor, corpus_spec, ef_construction), tmp / CORPUS_INDEX
     )
