@@ -24,6 +24,7 @@ BENCHMARKS = (
     "embedder_bench",
     "classify_bench",
     "space_vote_bench",
+    "unseen_survey_bench",
     "vote_cost_bench",
     "ccd_size_bench",
     "unknown_bench",

@@ -65,3 +65,13 @@ def test_space_vote_bench_counts_false_alarms_and_misses_from_the_scores():
     # one false alarm (the second), two misses (Clouds_Transparency and Bad_CCD called good)
     predicted = ["good", "PSF", "good", "PSF", "good", "Noise", "good"]
     assert counts(scored(scores(truth, predicted), truth)) == {"right": 4, "false_alarms": 1, "misses": 2}
+
+
+def test_unseen_survey_bench_meets_the_goal_only_on_all_three_scores():
+    sys.path.insert(0, str(ROOT))
+    from bench.unseen_survey_bench import meets_goal
+
+    assert meets_goal({"accuracy": 0.95, "precision": 0.95, "recall": 0.90})
+    assert not meets_goal({"accuracy": 0.99, "precision": 1.0, "recall": 0.89})
+    assert not meets_goal({"accuracy": 0.949, "precision": 1.0, "recall": 1.0})
+    assert not meets_goal({"accuracy": 1.0, "precision": 0.94, "recall": 1.0})

@@ -115,7 +115,7 @@ def fpacked(image, directory, seed=1) -> np.ndarray:
 
 def test_qa_embedder_names_every_component():
     embedder = create_embedder("qa")
-    assert embedder.dim == QA_DIM == len(embedder.feature_names) == 27
+    assert embedder.dim == QA_DIM == len(embedder.feature_names) == 28
     assert embedder.feature_names == QA_FEATURE_NAMES and "psf_found" in QA_FEATURE_NAMES
 
 
@@ -193,6 +193,17 @@ def test_poisson_sky_gives_sky_noise_and_rate():
     assert values["noise_to_poisson"] == pytest.approx(1.0, rel=0.03)
     assert values["log_sky_rate"] == pytest.approx(math.log10(SKY / 50.0), abs=0.01)
     assert features(image)["log_sky_rate"] == 0.0  # documented fallback without exptime
+
+
+def test_an_underexposed_frame_has_a_short_log_exptime_and_a_normal_sky_rate():
+    """A shutter open for a tenth of the planned time: the same sky per second, a tenth of the sky."""
+    rng = np.random.default_rng(5)
+    planned = features(rng.poisson(SKY, SHAPE).astype(np.float32), exptime=90.0)
+    short = features(rng.poisson(SKY / 10.0, SHAPE).astype(np.float32), exptime=9.0)
+    assert planned["log_exptime"] == pytest.approx(math.log10(90.0))
+    assert short["log_exptime"] == pytest.approx(math.log10(9.0))
+    assert short["log_sky_rate"] == pytest.approx(planned["log_sky_rate"], abs=0.02)
+    assert features(rng.poisson(SKY, SHAPE).astype(np.float32))["log_exptime"] == 0.0  # no exptime
 
 
 def test_extra_read_noise_raises_noise_to_poisson():

@@ -119,6 +119,25 @@ def test_provenance_recorded_once_and_mismatch_refused(store):
         store.check_provenance(Provenance("dinov2_vitb14_reg", "cpu224", 768, "ab" * 32))
 
 
+@pytest.mark.parametrize(
+    "stored, offered",
+    [
+        (Provenance("qa", "none", 27, "qa-v2"), Provenance("qa", "none", 28, "qa-v3")),
+        (
+            Provenance("dinov2+qa", "cpu224", 795, "ab" * 32),
+            Provenance("dinov2+qa", "cpu224", 796, "ab" * 32),
+        ),
+    ],
+)
+def test_a_store_of_older_qa_statistics_says_to_ingest_again_into_a_new_store(store, stored, offered):
+    store.ensure_provenance(stored)
+    with pytest.raises(ProvenanceError, match="qa statistics of this vec differ") as err:
+        store.check_provenance(offered)
+    assert "ingest the files again into a new store" in str(err.value)
+    with pytest.raises(ProvenanceError, match="use the same embedder") as err:
+        store.check_provenance(Provenance("test_vit", "tiny112", 64, "random:seed=0"))
+
+
 def test_the_vector_layout_comes_from_the_stored_provenance(store):
     assert VectorLayout.of(store.provenance()) == VectorLayout()  # nothing committed yet
     names = tuple(f"f{i}" for i in range(8))

@@ -29,7 +29,7 @@ good CCDs' components sit near 0 with a tiny IQR, so under robust scaling the an
 ``components`` (and the paper's pipeline, kept exactly as published) use them as measured.
 
 A hybrid vector (``dinov2+qa``) is processed block by block, each with its own method, and each block is
-then brought to unit total variance so that 768 ViT dimensions do not drown 26 statistics.
+then brought to unit total variance so that 768 ViT dimensions do not drown 28 statistics.
 
 vec fits with scikit-learn, then keeps only the fitted arrays (``.npz`` read with ``allow_pickle=False``),
 so a stored model never executes code on load and applying it is a few numpy operations.

@@ -115,5 +115,23 @@ def check_compatible(stored: Provenance, offered: Provenance, store_path: str) -
         return
     raise ProvenanceError(
         f"store {store_path} holds vectors from {stored.describe()}, but this run uses "
-        f"{offered.describe()}; use the same embedder, preset and weights, or another store"
+        f"{offered.describe()}; {_what_to_do(stored, offered)}"
     )
+
+
+def _what_to_do(stored: Provenance, offered: Provenance) -> str:
+    """The way out: the same embedder again or, when the qa statistics themselves changed (a newer vec:
+    qa's weights "sha256" is its version, e.g. qa-v3, and a hybrid's dimension grows), a fresh store, as no
+    option brings the old statistics back."""
+    same_embedder = stored.embedder == offered.embedder and "qa" in offered.embedder.split("+")
+    if same_embedder and (stored.dim != offered.dim or _qa_version(stored) != _qa_version(offered)):
+        return (
+            "the qa statistics of this vec differ from the store's, and vectors of two versions are not "
+            "comparable: ingest the files again into a new store (vec --store NEW ingest ...), then import "
+            "the labels and run vec train there"
+        )
+    return "use the same embedder, preset and weights, or another store"
+
+
+def _qa_version(provenance: Provenance) -> str:
+    return provenance.weights_sha256 if provenance.weights_sha256.startswith("qa-") else ""

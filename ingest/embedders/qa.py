@@ -5,7 +5,7 @@ components are named (``feature_names``), so a store built with it exposes them 
 ``features`` view).
 
 ``dinov2+qa`` (and ``test_vit+qa`` for tests and the demo) concatenate a ViT's CLS vector and the qa
-features. Their blocks differ in size (768 vs ``QA_DIM`` = 27) and units; the post-processor rescales each
+features. Their blocks differ in size (768 vs ``QA_DIM`` = 28) and units; the post-processor rescales each
 block, after its MinMaxScaler, to the same total variance (``PostProcessor.fit(..., blocks=...)``), so that
 PCA and the L1 distance see both and neither dominates by sheer number of dimensions.
 """
@@ -29,7 +29,8 @@ from ingest.embedders.registry import (
 # Bump when a feature's definition changes: vectors of two versions are not comparable, and the store
 # refuses to mix them. v2: zero_fraction counts near-zero (fpack-dithered) pixels, sky statistics come
 # from live amplifiers, psf_found added with neutral PSF values when no star is found (27 features).
-QA_VERSION = "qa-v2"
+# v3: log_exptime added (28 features).
+QA_VERSION = "qa-v3"
 
 
 def _exptime(meta: Mapping[str, Any] | None) -> float | None:

@@ -6,11 +6,12 @@ DECam science CCDs are 4094 x 2046) into ``QA_DIM`` float32 values, named and de
 
 Groups of features and the bad categories they speak to:
 
-* **Sky and noise** (``sky_median``, ``sky_noise``, ``log_sky_rate``, ``noise_to_poisson``): median and
-  1.4826 x MAD of the finite pixels of live amplifiers that are not near zero (a dead amplifier would
-  halve the median and inflate the MAD); the sky rate needs the exposure time. Bright sky
-  (twilight, moon, clouds lit by the moon) -> Clouds_Transparency, Nonoptimal_Exposure; noise well above
-  the Poisson expectation of the sky -> Noise.
+* **Sky and noise** (``sky_median``, ``sky_noise``, ``log_sky_rate``, ``log_exptime``,
+  ``noise_to_poisson``): median and 1.4826 x MAD of the finite pixels of live amplifiers that are not
+  near zero (a dead amplifier would halve the median and inflate the MAD); the sky rate and the exposure
+  time need the EXPTIME header. Bright sky (twilight, moon, clouds lit by the moon) ->
+  Clouds_Transparency, Nonoptimal_Exposure; a short exposure (underexposed) -> Nonoptimal_Exposure; noise
+  well above the Poisson expectation of the sky -> Noise.
 * **Bad pixels** (``nan_fraction``, ``zero_fraction``, ``saturated_fraction``) -> Bad_CCD, Saturated.
   "Zero" means near zero relative to the noise, not exactly 0: real CP files are fpacked, and the
   dithered quantisation restores a dead amplifier's zeros as small non-zero values.
@@ -93,6 +94,13 @@ QA_FEATURES: tuple[FeatureSpec, ...] = (
         "log10(image units / s)",
         "log10(sky_median / exptime); bright sky per second (moon, twilight, lit clouds). "
         "Fallback 0 without exptime or with sky <= 0. Clouds_Transparency, Nonoptimal_Exposure.",
+    ),
+    FeatureSpec(
+        "log_exptime",
+        "log10(s)",
+        "log10(exptime): an underexposed frame (shutter open for a fraction of the planned time) is "
+        "shallow in every band, while its sky per second looks normal. legacypipe's ccd_cuts cut "
+        "exposures under 30 s for the same reason. Fallback 0 without exptime. Nonoptimal_Exposure.",
     ),
     FeatureSpec(
         "noise_to_poisson",
@@ -515,6 +523,8 @@ def _sky_features(sky: float, noise: float, exptime: float | None) -> dict[str, 
         values["noise_to_poisson"] = min(noise / math.sqrt(sky), _NOISE_TO_POISSON_CAP)
         if exptime is not None:
             values["log_sky_rate"] = math.log10(sky / exptime)
+    if exptime is not None:
+        values["log_exptime"] = math.log10(exptime)
     return values
 
 
