@@ -76,26 +76,39 @@ def scored(s: dict, truth: list[str]) -> dict:
     return {**s, "n_bad": sum(t != GOOD for t in truth)}
 
 
-def run_survey(setting: Setting, root: Path, config: Config) -> dict:
-    store_path, demo, new_sim = demo_and_new_files(setting, root, config)
+def deployed_scores(store: Store, demo, new_sim, config: Config) -> dict:
+    """The demo's deployed calibrated model: its cross-validation summary, and its scores on the held-out
+    exposures (from the demo's own classify run) and on the new files."""
+    model = Model.for_rule(store, "calibrated")
+    return {
+        "cv": model.settings["cv"],
+        "held_out": held_out_scores(store, demo.truth, demo.held_out, demo.runs["calibrated"]),
+        "new_files": file_scores(store, model, new_sim, config),
+    }
+
+
+def with_bad_counts(row: dict, demo, new_sim) -> dict:
+    """``row`` with its held-out and new-file scores given their bad counts (``scored``)."""
     held_truth = [demo.truth[e] for e in sorted(demo.held_out)]
     new_truth = [e.label for e in new_sim.exposures]
+    return {
+        **row,
+        "held_out": scored(row["held_out"], held_truth),
+        "new_files": scored(row["new_files"], new_truth),
+    }
+
+
+def run_survey(setting: Setting, root: Path, config: Config) -> dict:
+    store_path, demo, new_sim = demo_and_new_files(setting, root, config)
     rows = {}
     with Store.open(store_path, writable=True, config=config) as store:
-        model = Model.for_rule(store, "calibrated")
-        rows[DEFAULT] = {
-            "cv": model.settings["cv"],
-            "held_out": held_out_scores(store, demo.truth, demo.held_out, demo.runs["calibrated"]),
-            "new_files": file_scores(store, model, new_sim, config),
-        }
+        rows[DEFAULT] = deployed_scores(store, demo, new_sim, config)
         for method in SINGLE:
             log(f"{setting.name}: {method} alone")
             forced = dataclasses.replace(config, postprocess=PostprocessConfig(method=method))
             cv, held, new = retrained_scores(store, demo, new_sim, forced)
             rows[method] = {"cv": cv, "held_out": held, "new_files": new}
-    for row in rows.values():
-        row["held_out"] = scored(row["held_out"], held_truth)
-        row["new_files"] = scored(row["new_files"], new_truth)
+    rows = {name: with_bad_counts(row, demo, new_sim) for name, row in rows.items()}
     # The previous auto: the better cross-validated score, robust on a tie (it was listed first).
     choice = max(SINGLE, key=lambda m: (rows[m]["cv"]["score"], m == "robust"))
     rows[CV_CHOICE] = {**rows[choice], "chose": choice}

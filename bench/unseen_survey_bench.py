@@ -16,19 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.classify_bench import (  # noqa: E402
-    Setting,
-    demo_and_new_files,
-    file_scores,
-    held_out_scores,
-    run_each,
-)
+from bench.classify_bench import Setting, demo_and_new_files, run_each  # noqa: E402
 from bench.common import Table, parse_args  # noqa: E402
-from bench.space_vote_bench import counts, scored, survey  # noqa: E402
+from bench.space_vote_bench import counts, deployed_scores, survey, with_bad_counts  # noqa: E402
 from bench.space_vote_bench import surveys as quick_surveys  # noqa: E402
 from ingest.embedders.qa import QA_VERSION  # noqa: E402
 from vecstore.config import Config  # noqa: E402
-from vecstore.models import Model  # noqa: E402
 from vecstore.store import Store  # noqa: E402
 
 GOAL = {"accuracy": 0.95, "precision": 0.95, "recall": 0.90}
@@ -48,13 +41,7 @@ def surveys(quick: bool) -> list[Setting]:
 def run_survey(setting: Setting, root: Path, config: Config) -> dict:
     store_path, demo, new_sim = demo_and_new_files(setting, root, config)
     with Store.open(store_path, writable=True, config=config) as store:
-        model = Model.for_rule(store, "calibrated")
-        held = held_out_scores(store, demo.truth, demo.held_out, demo.runs["calibrated"])
-        new = file_scores(store, model, new_sim, config)
-    return {
-        "held_out": scored(held, [demo.truth[e] for e in sorted(demo.held_out)]),
-        "new_files": scored(new, [e.label for e in new_sim.exposures]),
-    }
+        return with_bad_counts(deployed_scores(store, demo, new_sim, config), demo, new_sim)
 
 
 def meets_goal(s: dict) -> bool:

@@ -134,7 +134,7 @@ def test_a_store_of_older_qa_statistics_says_to_ingest_again_into_a_new_store(st
     with pytest.raises(ProvenanceError, match="qa statistics of this vec differ") as err:
         store.check_provenance(offered)
     assert "ingest the files again into a new store" in str(err.value)
-    with pytest.raises(ProvenanceError, match="use the same embedder") as err:
+    with pytest.raises(ProvenanceError, match="use the same embedder"):
         store.check_provenance(Provenance("test_vit", "tiny112", 64, "random:seed=0"))
 
 

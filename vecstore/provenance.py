@@ -123,8 +123,9 @@ def _what_to_do(stored: Provenance, offered: Provenance) -> str:
     """The way out: the same embedder again or, when the qa statistics themselves changed (a newer vec:
     qa's weights "sha256" is its version, e.g. qa-v3, and a hybrid's dimension grows), a fresh store, as no
     option brings the old statistics back."""
-    same_embedder = stored.embedder == offered.embedder and "qa" in offered.embedder.split("+")
-    if same_embedder and (stored.dim != offered.dim or _qa_version(stored) != _qa_version(offered)):
+    has_qa = "qa" in offered.embedder.split("+")
+    qa_changed = stored.dim != offered.dim or _qa_version(stored) != _qa_version(offered)
+    if stored.embedder == offered.embedder and has_qa and qa_changed:
         return (
             "the qa statistics of this vec differ from the store's, and vectors of two versions are not "
             "comparable: ingest the files again into a new store (vec --store NEW ingest ...), then import "
